@@ -1,0 +1,59 @@
+# One-command setup: `make run` starts the service, `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+ARCHIVE ?= model_store/resnet50.mar
+
+.PHONY: help venv venv-dev archive run stop test lint bench clean check-java
+
+help:
+	@echo "make run     start TorchServe and the control API (http://127.0.0.1:8000)"
+	@echo "make stop    stop both"
+	@echo "make test    run the test suite (unit + real TorchServe + real databases)"
+	@echo "make lint    ruff format --check, ruff check, mypy"
+	@echo "make bench   benchmark harness (results under bench/results/)"
+	@echo "make archive build $(ARCHIVE) (use WEIGHTS=path/to/resnet50.pth for local weights)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements.txt constraints.txt | $(BIN)/python
+	$(PIP) -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: requirements-dev.txt requirements.txt constraints.txt | $(BIN)/python
+	$(PIP) -r requirements-dev.txt
+	@touch $@ $(VENV)/.runtime
+
+venv: $(VENV)/.runtime
+venv-dev: $(VENV)/.dev
+
+check-java:
+	@scripts/check_java.sh
+
+$(ARCHIVE): | $(VENV)/.runtime
+	$(BIN)/python -m handlers.build_archive --export-path model_store $(if $(WEIGHTS),--weights $(WEIGHTS),)
+
+archive: $(ARCHIVE)
+
+run: check-java venv archive
+	@scripts/run.sh
+
+stop:
+	@scripts/stop.sh
+
+test: check-java venv-dev
+	$(BIN)/pytest
+
+lint: venv-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: check-java venv-dev
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf model_store/*.mar logs

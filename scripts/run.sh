@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Starts TorchServe and the control API on their embedded defaults, in the foreground.
+# Ctrl-C, or `make stop` from another shell, stops both. Logs go under logs/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN=$ROOT/.venv/bin
+TS_HOME=$ROOT/instance/torchserve   # TorchServe's cwd: its key_file.json lands here
+mkdir -p "$TS_HOME/tmp" logs/torchserve
+
+scripts/init_secrets.sh
+# The environment wins over the generated file: export only what is still unset.
+while IFS='=' read -r name value; do
+  [[ -z "$name" || "$name" == \#* ]] && continue
+  [[ -z "${!name:-}" ]] && export "$name=$value"
+done < instance/secrets.env
+
+export TORCHSERVE_KEY_FILE="${TORCHSERVE_KEY_FILE:-$TS_HOME/key_file.json}"
+
+stop_all() {
+  trap - INT TERM EXIT
+  echo "Stopping..."
+  scripts/stop.sh || true
+}
+trap stop_all INT TERM EXIT
+
+echo "Starting TorchServe (logs/torchserve/)..."
+rm -f "$TS_HOME/key_file.json"
+# TMPDIR is per instance because TorchServe keeps its pid file there: a test run's TorchServe must not clash.
+(cd "$TS_HOME" && TMPDIR="$TS_HOME/tmp" LOG_LOCATION="$ROOT/logs/torchserve" METRICS_LOCATION="$ROOT/logs/torchserve" \
+  exec "$BIN/torchserve" --start --foreground --ncs --ts-config "$ROOT/config.properties" \
+  --model-store "$ROOT/model_store") >logs/torchserve/console.log 2>&1 &
+
+for _ in $(seq 1 180); do
+  if curl -fsS http://127.0.0.1:8080/ping 2>/dev/null | grep -q Healthy && [[ -f "$TORCHSERVE_KEY_FILE" ]]; then
+    break
+  fi
+  sleep 1
+done
+if ! curl -fsS http://127.0.0.1:8080/ping 2>/dev/null | grep -q Healthy; then
+  echo "error: TorchServe did not become healthy; see logs/torchserve/" >&2
+  tail -n 30 logs/torchserve/console.log >&2 || true
+  exit 1
+fi
+echo "TorchServe is up: inference 127.0.0.1:8080, management 127.0.0.1:8081, metrics 127.0.0.1:8082"
+echo "  inference key: jq -r .inference.key $TORCHSERVE_KEY_FILE"
+
+echo "Starting the control API on http://127.0.0.1:8000 (logs/api.log)..."
+PATH="$BIN:$PATH" scripts/boot.sh >>logs/api.log 2>&1 &
+for _ in $(seq 1 60); do
+  curl -fsS -o /dev/null http://127.0.0.1:8000/health 2>/dev/null && break
+  sleep 1
+done
+curl -sS http://127.0.0.1:8000/health || { echo "error: the control API did not start; see logs/api.log" >&2; exit 1; }
+echo
+echo "Ready. API docs: http://127.0.0.1:8000/docs  -  Ctrl-C stops everything."
+wait -n
