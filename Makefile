@@ -34,7 +34,7 @@ check-java:
 	@scripts/check_java.sh
 
 $(ARCHIVE): | $(VENV)/.runtime
-	$(BIN)/python -m handlers.build_archive --export-path model_store $(if $(WEIGHTS),--weights $(WEIGHTS),)
+	$(BIN)/python -m handlers.build_archive --export-path model_store --force $(if $(WEIGHTS),--weights $(WEIGHTS),)
 
 archive: $(ARCHIVE)
 

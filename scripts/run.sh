@@ -26,19 +26,27 @@ trap stop_all INT TERM EXIT
 
 echo "Starting TorchServe (logs/torchserve/)..."
 rm -f "$TS_HOME/key_file.json"
-# TMPDIR is per instance because TorchServe keeps its pid file there: a test run's TorchServe must not clash.
-(cd "$TS_HOME" && TMPDIR="$TS_HOME/tmp" LOG_LOCATION="$ROOT/logs/torchserve" METRICS_LOCATION="$ROOT/logs/torchserve" \
+# TMPDIR (pid file) and TEMP (worker sockets, unpacked archives) are per instance, so that a test run's
+# TorchServe never clashes with this one.
+(cd "$TS_HOME" && TMPDIR="$TS_HOME/tmp" TEMP="$TS_HOME/tmp" \
+  LOG_LOCATION="$ROOT/logs/torchserve" METRICS_LOCATION="$ROOT/logs/torchserve" \
   exec "$BIN/torchserve" --start --foreground --ncs --ts-config "$ROOT/config.properties" \
   --model-store "$ROOT/model_store") >logs/torchserve/console.log 2>&1 &
 
+# /ping needs the inference key and says Healthy before the worker is up: wait for a READY worker instead.
+model_ready() {
+  [[ -f "$TORCHSERVE_KEY_FILE" ]] || return 1
+  local key
+  key=$("$BIN/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["management"]["key"])' \
+    "$TORCHSERVE_KEY_FILE" 2>/dev/null) || return 1
+  curl -fsS -H "Authorization: Bearer $key" http://127.0.0.1:8081/models/resnet50 2>/dev/null | grep -q '"READY"'
+}
 for _ in $(seq 1 180); do
-  if curl -fsS http://127.0.0.1:8080/ping 2>/dev/null | grep -q Healthy && [[ -f "$TORCHSERVE_KEY_FILE" ]]; then
-    break
-  fi
+  model_ready && break
   sleep 1
 done
-if ! curl -fsS http://127.0.0.1:8080/ping 2>/dev/null | grep -q Healthy; then
-  echo "error: TorchServe did not become healthy; see logs/torchserve/" >&2
+if ! model_ready; then
+  echo "error: TorchServe did not load resnet50; see logs/torchserve/" >&2
   tail -n 30 logs/torchserve/console.log >&2 || true
   exit 1
 fi

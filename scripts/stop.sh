@@ -8,5 +8,6 @@ if [[ -f instance/gunicorn.pid ]]; then
   rm -f instance/gunicorn.pid
 fi
 if [[ -d instance/torchserve/tmp ]]; then
-  TMPDIR="$ROOT/instance/torchserve/tmp" .venv/bin/torchserve --stop
+  # From TorchServe's cwd, so that --stop removes that instance's key_file.json; --foreground waits for the exit.
+  (cd instance/torchserve && TMPDIR="$ROOT/instance/torchserve/tmp" "$ROOT/.venv/bin/torchserve" --stop --foreground)
 fi

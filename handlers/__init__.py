@@ -1,0 +1,1 @@
+"""TorchServe handler, model definitions and archive builder for the image classifier."""

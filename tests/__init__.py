@@ -1,0 +1,1 @@
+"""Test suite (a package, so test modules and helpers import as tests.*)."""

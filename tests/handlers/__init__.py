@@ -1,0 +1,1 @@
+"""Handler, archive builder and TorchServe integration tests."""
