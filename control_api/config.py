@@ -1,0 +1,152 @@
+"""Configuration: defaults, read from the environment, then checked.
+
+Every setting can come from an environment variable of the same name. ``create_app(test_config)``
+applies ``test_config`` last, so tests can override anything.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+# Secrets that appear in docs, examples and tutorials: never acceptable outside tests.
+KNOWN_WEAK_SECRETS = frozenset(
+    {
+        "",
+        "dev",
+        "development",
+        "secret",
+        "secret-key",
+        "secretkey",
+        "changeme",
+        "change-me",
+        "change_me",
+        "please-change-me",
+        "super-secret",
+        "supersecret",
+        "your-secret-key",
+        "your_secret_key",
+        "replace-me",
+        "test",
+        "testing",
+    }
+)
+MIN_SECRET_LENGTH = 32
+SYMMETRIC_JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
+
+
+class ConfigError(RuntimeError):
+    """The configuration is unusable; the message says which setting and why."""
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def normalize_database_url(url: str) -> str:
+    """Use the psycopg 3 driver for PostgreSQL URLs given without one (``postgresql://``, ``postgres://``)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def from_env(instance_path: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Build the settings dict from ``env`` (default: ``os.environ``)."""
+    env = os.environ if env is None else env
+    instance = Path(instance_path)
+    max_upload_mb = _env_int(env, "MAX_UPLOAD_MB", 20)
+    jwt_minutes = _env_int(env, "JWT_EXPIRATION_MINUTES", 30)
+    return {
+        "SECRET_KEY": env.get("SECRET_KEY", ""),
+        "ADMIN_TOKEN": env.get("ADMIN_TOKEN", ""),
+        "ADMIN_USERNAME": env.get("ADMIN_USERNAME", ""),
+        "ADMIN_PASSWORD": env.get("ADMIN_PASSWORD", ""),
+        "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL") or f"sqlite:///{instance / 'control_api.db'}",
+        "JWT_ALGORITHM": env.get("JWT_ALGORITHM", "HS256"),
+        "JWT_EXPIRATION_MINUTES": jwt_minutes,
+        "BCRYPT_ROUNDS": _env_int(env, "BCRYPT_ROUNDS", 12),
+        "TORCHSERVE_INFERENCE_URL": env.get("TORCHSERVE_INFERENCE_URL", "http://127.0.0.1:8080").rstrip("/"),
+        "TORCHSERVE_MANAGEMENT_URL": env.get("TORCHSERVE_MANAGEMENT_URL", "http://127.0.0.1:8081").rstrip(
+            "/"
+        ),
+        "TORCHSERVE_KEY_FILE": env.get("TORCHSERVE_KEY_FILE")
+        or str(instance / "torchserve" / "key_file.json"),
+        "TORCHSERVE_TIMEOUT": _env_float(env, "TORCHSERVE_TIMEOUT", 30.0),
+        "TORCHSERVE_CONNECT_TIMEOUT": _env_float(env, "TORCHSERVE_CONNECT_TIMEOUT", 3.0),
+        "TORCHSERVE_PARALLEL": _env_int(env, "TORCHSERVE_PARALLEL", 8),
+        "DEFAULT_MODEL": env.get("DEFAULT_MODEL", "resnet50"),
+        "MAX_UPLOAD_MB": max_upload_mb,
+        "MAX_FILES_PER_REQUEST": _env_int(env, "MAX_FILES_PER_REQUEST", 32),
+        "RETRY_AFTER_SECONDS": _env_int(env, "RETRY_AFTER_SECONDS", 5),
+    }
+
+
+def finalize(config: dict[str, Any]) -> None:
+    """Derive the Flask/extension settings from ours and refuse unusable values."""
+    config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(config["SQLALCHEMY_DATABASE_URI"])
+    if config["JWT_ALGORITHM"] not in SYMMETRIC_JWT_ALGORITHMS:
+        raise ConfigError(
+            f"JWT_ALGORITHM must be one of {', '.join(SYMMETRIC_JWT_ALGORITHMS)} (tokens are signed with "
+            f"SECRET_KEY), got {config['JWT_ALGORITHM']!r}"
+        )
+    if not 4 <= int(config["BCRYPT_ROUNDS"]) <= 31:
+        raise ConfigError("BCRYPT_ROUNDS must be between 4 and 31")
+    if int(config["MAX_UPLOAD_MB"]) < 1:
+        raise ConfigError("MAX_UPLOAD_MB must be at least 1")
+    if not config.get("TESTING"):
+        check_secret(config["SECRET_KEY"])
+    # A multipart envelope (boundaries, part headers, the top_k/model fields) on top of the files.
+    config["MAX_UPLOAD_BYTES"] = int(config["MAX_UPLOAD_MB"]) * 1024 * 1024
+    config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_BYTES"] + 64 * 1024
+    config["JWT_SECRET_KEY"] = config["SECRET_KEY"]
+    # Decode with exactly the one algorithm we sign with: no "none", no RS/HS confusion.
+    config["JWT_DECODE_ALGORITHMS"] = [config["JWT_ALGORITHM"]]
+    config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=int(config["JWT_EXPIRATION_MINUTES"]))
+    config["JWT_TOKEN_LOCATION"] = ["headers"]
+    config["JWT_HEADER_TYPE"] = "Bearer"
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["SQLALCHEMY_DATABASE_URI"])
+
+
+def check_secret(secret: str) -> None:
+    """Refuse a missing, short, well-known or low-entropy SECRET_KEY (it signs every JWT)."""
+    hint = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    if secret.strip().lower() in KNOWN_WEAK_SECRETS:
+        raise ConfigError(f"SECRET_KEY is unset or a well-known default; {hint}")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters; {hint}")
+    if len(set(secret)) < 10:
+        raise ConfigError(f"SECRET_KEY has too little variety to be random; {hint}")
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    """Pool and driver options per backend."""
+    if url.startswith("sqlite"):
+        # The driver-level timeout is SQLite's busy timeout: writers wait for the lock instead of failing.
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10, "pool_recycle": 1800}
+
+
+def generate_secrets() -> dict[str, str]:
+    """Fresh random values for SECRET_KEY and ADMIN_TOKEN."""
+    return {"SECRET_KEY": secrets.token_urlsafe(48), "ADMIN_TOKEN": secrets.token_urlsafe(32)}

@@ -1,0 +1,358 @@
+"""The TorchServe client: one pooled ``requests.Session`` per process and a timeout on every call.
+
+TorchServe 0.12 enforces token authorization. It writes ``key_file.json`` in its working directory::
+
+    {"management": {"key": "...", "expiration time": "2025-01-01T00:00:00.000Z"},
+     "inference":  {"key": "...", "expiration time": "..."},
+     "API":        {"key": "..."}}
+
+Inference and management keys expire after ``token_expiration_min`` (default 60); a request with an
+expired key is answered 400 ``InvalidKeyException``. The API key does not expire: ``GET
+<management>/token?type=inference`` with ``Authorization: Bearer <API key>`` makes TorchServe generate
+a new inference key and rewrite the key file (the response body is empty), so we re-read the file.
+Several gunicorn workers may notice the expiry at once; renewal is serialized with ``flock`` on the
+key file, and a worker that finds a fresh key already there uses it instead of renewing again
+(renewing twice would invalidate the key the first worker just got).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import requests
+from flask import Flask, current_app
+from requests.adapters import HTTPAdapter
+
+log = logging.getLogger(__name__)
+
+KeyKind = Literal["inference", "management"]
+# Renew a little before the stated expiry, so a request does not race the deadline.
+EXPIRY_MARGIN_S = 2.0
+
+
+class UpstreamError(Exception):
+    """TorchServe could not give an answer; ``status`` is what our API answers."""
+
+    status = 502
+    slug = "upstream_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UpstreamUnavailable(UpstreamError):
+    """Connection refused or reset, or no worker: worth retrying later."""
+
+    status = 503
+    slug = "torchserve_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    """TorchServe accepted the request but did not answer in time."""
+
+    status = 504
+    slug = "torchserve_timeout"
+
+
+@dataclass(frozen=True)
+class UpstreamResponse:
+    """TorchServe's answer to one call."""
+
+    status: int
+    body: Any
+    elapsed_ms: float
+
+    @property
+    def is_invalid_key(self) -> bool:
+        """TorchServe's answer to a missing, wrong or expired token."""
+        return (
+            self.status in (400, 401)
+            and isinstance(self.body, dict)
+            and (
+                self.body.get("type") == "InvalidKeyException"
+                or "Token Authorization failed" in str(self.body.get("message", ""))
+            )
+        )
+
+
+@dataclass(frozen=True)
+class _Key:
+    value: str
+    expires_at: datetime | None
+
+    def expired(self) -> bool:
+        if self.expires_at is None:
+            return False
+        return time.time() >= self.expires_at.timestamp() - EXPIRY_MARGIN_S
+
+
+def _parse_instant(raw: Any) -> datetime | None:
+    """Java's ``Instant.toString()``, e.g. ``2024-02-16T21:12:24.801167Z``."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class KeyStore:
+    """Reads TorchServe's key file (cached by mtime) and renews expired keys."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._cache: tuple[tuple[int, int], dict[str, Any]] | None = None
+
+    def _read(self) -> dict[str, Any] | None:
+        """The parsed key file, or None when there is none (token authorization disabled)."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if self._cache and self._cache[0] == stamp:
+            return self._cache[1]
+        # TorchServe rewrites the file in place; a read can land between truncate and write.
+        for _ in range(20):
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+            except (ValueError, OSError):
+                time.sleep(0.05)
+                continue
+            if isinstance(data, dict):
+                self._cache = (stamp, data)
+                return data
+        log.error("TorchServe key file %s is unreadable", self.path)
+        return None
+
+    def key(self, kind: KeyKind | Literal["API"]) -> _Key | None:
+        data = self._read()
+        entry = data.get(kind) if data else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+            return None
+        return _Key(entry["key"], _parse_instant(entry.get("expiration time")))
+
+    def renew(self, kind: KeyKind, stale: str | None, renew_call: Callable[[str], None]) -> _Key | None:
+        """Get a usable key after ``stale`` failed or expired: another worker's fresh one, or a new one.
+
+        ``renew_call(api_key)`` asks TorchServe for a new key; it runs at most once per stale key
+        across all the workers sharing the key file (flock serializes them across processes).
+        """
+        with self._lock, contextlib.ExitStack() as stack:
+            try:
+                handle = stack.enter_context(self.path.open("rb"))
+            except FileNotFoundError:
+                return None
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+            self._cache = None
+            current = self.key(kind)
+            if current and current.value != stale and not current.expired():
+                return current
+            api_key = self.key("API")
+            if api_key is None:
+                return current
+            renew_call(api_key.value)
+            self._cache = None
+            return self.key(kind)
+
+
+class TorchServeClient:
+    """Calls TorchServe's inference and management APIs with the right key."""
+
+    def __init__(self, config: Any) -> None:
+        self.inference_url: str = config["TORCHSERVE_INFERENCE_URL"]
+        self.management_url: str = config["TORCHSERVE_MANAGEMENT_URL"]
+        self.read_timeout = float(config["TORCHSERVE_TIMEOUT"])
+        self.connect_timeout = float(config["TORCHSERVE_CONNECT_TIMEOUT"])
+        self.parallel = max(1, int(config["TORCHSERVE_PARALLEL"]))
+        self.keys = KeyStore(config["TORCHSERVE_KEY_FILE"])
+        self._pid = 0
+        self._session: requests.Session | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._init_lock = threading.Lock()
+
+    # Sessions, sockets and threads must not cross a fork (gunicorn --preload): make them per process.
+    def _ensure_process_local(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._init_lock:
+            if self._pid == os.getpid():
+                return
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(32, self.parallel * 4))
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._session = session
+            self._executor = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="torchserve")
+            self._pid = os.getpid()
+
+    @property
+    def session(self) -> requests.Session:
+        self._ensure_process_local()
+        assert self._session is not None
+        return self._session
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """A small pool for sending several images at once, so TorchServe can batch them."""
+        self._ensure_process_local()
+        assert self._executor is not None
+        return self._executor
+
+    def _send(self, method: str, url: str, key: str | None, **kwargs: Any) -> UpstreamResponse:
+        headers = dict(kwargs.pop("headers", {}))
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        timeout = kwargs.pop("timeout", (self.connect_timeout, self.read_timeout))
+        if isinstance(kwargs.get("data"), MultipartBody):
+            kwargs["data"].rewind()  # a retry sends the body again from its start
+        started = time.perf_counter()
+        try:
+            response = self.session.request(method, url, headers=headers, timeout=timeout, **kwargs)
+        except requests.ConnectTimeout as exc:
+            raise UpstreamUnavailable(f"TorchServe is unreachable ({type(exc).__name__})") from exc
+        except requests.Timeout as exc:
+            raise UpstreamTimeout(f"TorchServe did not answer within {timeout[1]:g} s") from exc
+        except requests.RequestException as exc:
+            raise UpstreamUnavailable(f"TorchServe is unavailable ({type(exc).__name__})") from exc
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text
+        return UpstreamResponse(response.status_code, body, elapsed_ms)
+
+    def _renew_call(self, kind: KeyKind) -> Callable[[str], None]:
+        def call(api_key: str) -> None:
+            log.info("Renewing the TorchServe %s key", kind)
+            result = self._send(
+                "GET",
+                f"{self.management_url}/token",
+                api_key,
+                params={"type": kind},
+                timeout=(self.connect_timeout, 10.0),
+            )
+            if result.status != 200:
+                raise UpstreamError(f"TorchServe refused to renew its {kind} key (HTTP {result.status})")
+
+        return call
+
+    def call(self, kind: KeyKind, method: str, url: str, **kwargs: Any) -> UpstreamResponse:
+        """One authorized call; an expired or rejected key is renewed and the call retried once."""
+        key = self.keys.key(kind)
+        if key is not None and key.expired():
+            key = self.keys.renew(kind, key.value, self._renew_call(kind))
+        result = self._send(method, url, key.value if key else None, **kwargs)
+        if not result.is_invalid_key:
+            return result
+        renewed = self.keys.renew(kind, key.value if key else None, self._renew_call(kind))
+        if renewed is None or (key is not None and renewed.value == key.value):
+            raise UpstreamError(f"TorchServe rejected the {kind} key and it could not be renewed")
+        retried = self._send(method, url, renewed.value, **kwargs)
+        if retried.is_invalid_key:
+            raise UpstreamError("TorchServe rejected a freshly renewed key")
+        return UpstreamResponse(retried.status, retried.body, result.elapsed_ms + retried.elapsed_ms)
+
+    def predict(
+        self, model: str, version: str | None, image: BinaryIO, size: int, top_k: int
+    ) -> UpstreamResponse:
+        """Classify one image (``size`` bytes from ``image``'s current position), sent as multipart:
+        TorchServe 0.12 hands form fields to the handler as row keys, but not query parameters."""
+        path = f"/predictions/{model}" + (f"/{version}" if version else "")
+        body = MultipartBody(image, size, {"top_k": str(top_k)})
+        return self.call(
+            "inference",
+            "POST",
+            self.inference_url + path,
+            data=body,
+            headers={"Content-Type": body.content_type},
+        )
+
+    def ping(self) -> tuple[bool, str]:
+        """TorchServe's own health answer: (healthy, detail)."""
+        try:
+            result = self.call("inference", "GET", f"{self.inference_url}/ping", timeout=(2.0, 3.0))
+        except UpstreamError as exc:
+            return False, exc.message
+        status = result.body.get("status") if isinstance(result.body, dict) else None
+        if result.status == 200 and status == "Healthy":
+            return True, "ok"
+        return False, f"TorchServe reports {status or 'HTTP ' + str(result.status)}"
+
+
+class MultipartBody:
+    """A multipart/form-data body streamed from the upload: the fields, then the image as part ``data``.
+
+    requests sends a file-like object that has a length piece by piece (with a Content-Length), so the
+    image goes from werkzeug's spooled upload to the socket without another full copy in memory.
+    ``rewind()`` starts it over, for a retried call. A random 128-bit boundary cannot occur by chance.
+    """
+
+    def __init__(self, image: BinaryIO, size: int, fields: dict[str, str]) -> None:
+        boundary = uuid.uuid4().hex
+        head = "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            for name, value in fields.items()
+        )
+        head += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="data"; filename="image"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+        self._head = head.encode("ascii")
+        self._tail = f"\r\n--{boundary}--\r\n".encode("ascii")
+        self._image, self._size = image, size
+        self._start = image.tell()
+        self.rewind()
+
+    def __len__(self) -> int:
+        return len(self._head) + self._size + len(self._tail)
+
+    def rewind(self) -> None:
+        self._image.seek(self._start)
+        self._pieces = [self._head, None, self._tail]  # None: the image, read from its stream
+
+    def read(self, size: int = -1) -> bytes:
+        while self._pieces:
+            piece = self._pieces[0]
+            if piece is None:
+                chunk = self._image.read(size if size > 0 else -1)
+                if chunk:
+                    return chunk
+                self._pieces.pop(0)
+                continue
+            chunk, rest = (piece, b"") if size < 0 else (piece[:size], piece[size:])
+            if rest:
+                self._pieces[0] = rest
+            else:
+                self._pieces.pop(0)
+            return chunk
+        return b""
+
+
+class TorchServeExtension:
+    """Flask extension holding one ``TorchServeClient`` per app."""
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions["torchserve"] = TorchServeClient(app.config)
+
+    @property
+    def client(self) -> TorchServeClient:
+        client: TorchServeClient = current_app.extensions["torchserve"]
+        return client

@@ -1,0 +1,165 @@
+"""Configuration: secrets, defaults (bcrypt work factor 12), environment parsing, the admin bootstrap."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from control_api import create_app
+from control_api.config import ConfigError, from_env, normalize_database_url
+from control_api.extensions import db
+from control_api.models import User
+from tests.control_api.conftest import PASSWORD, app_on
+
+STRONG = secrets.token_urlsafe(48)
+ENV_NAMES = (
+    "SECRET_KEY",
+    "BCRYPT_ROUNDS",
+    "DATABASE_URL",
+    "ADMIN_USERNAME",
+    "ADMIN_PASSWORD",
+    "JWT_ALGORITHM",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _production_app(tmp_path: Path, **config: object):
+    """create_app as gunicorn runs it: no TESTING, settings from the environment."""
+    return create_app({"INSTANCE_PATH": str(tmp_path / "instance"), **config})
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["", "dev", "changeme", "secret", "SuperSecret", "short-but-random-Xy7", "a" * 64, "ab" * 32, "  dev  "],
+)
+def test_weak_secret_refused_outside_tests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    monkeypatch.setenv("SECRET_KEY", secret)
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        _production_app(tmp_path)
+
+
+def test_missing_secret_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        _production_app(tmp_path)
+
+
+def test_production_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real defaults: bcrypt work factor 12 (tests elsewhere lower it), SQLite under instance/, HS256."""
+    monkeypatch.setenv("SECRET_KEY", STRONG)
+    app = _production_app(tmp_path)
+    assert app.config["BCRYPT_ROUNDS"] == 12
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'instance' / 'control_api.db'}"
+    assert app.config["JWT_ALGORITHM"] == "HS256" and app.config["JWT_DECODE_ALGORITHMS"] == ["HS256"]
+    assert app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds() == 30 * 60
+    assert app.config["MAX_UPLOAD_MB"] == 20
+    assert app.config["TORCHSERVE_INFERENCE_URL"] == "http://127.0.0.1:8080"
+    assert app.config["TORCHSERVE_KEY_FILE"] == str(tmp_path / "instance" / "torchserve" / "key_file.json")
+    with app.app_context():
+        db.create_all()
+        response = app.test_client().post("/register", json={"username": "alice", "password": PASSWORD})
+        assert response.status_code == 201
+        stored = db.session.scalar(sa.select(User.password_hash).where(User.username == "alice"))
+        db.engine.dispose()
+    assert stored is not None and stored.startswith("$2b$12$"), stored
+
+
+def test_secrets_file_fills_what_the_environment_leaves_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    file_secret = secrets.token_urlsafe(48)
+    (instance / "secrets.env").write_text(f"# generated\nSECRET_KEY={file_secret}\nADMIN_TOKEN=from-file\n")
+    app = _production_app(tmp_path)
+    assert app.config["SECRET_KEY"] == file_secret and app.config["ADMIN_TOKEN"] == "from-file"
+    monkeypatch.setenv("SECRET_KEY", STRONG)
+    assert _production_app(tmp_path).config["SECRET_KEY"] == STRONG
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://postgres@127.0.0.1:5432/test", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+        ("postgres://u:p@db/app", "postgresql+psycopg://u:p@db/app"),
+        ("postgresql+psycopg://u@db/app", "postgresql+psycopg://u@db/app"),
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+    ],
+)
+def test_database_url_normalized(given: str, expected: str) -> None:
+    assert normalize_database_url(given) == expected
+
+
+@pytest.mark.parametrize("algorithm", ["none", "RS256", "ES256", "hs256"])
+def test_only_hmac_algorithms(tmp_path: Path, algorithm: str) -> None:
+    with pytest.raises(ConfigError, match="JWT_ALGORITHM"):
+        create_app(
+            {
+                "TESTING": True,
+                "SECRET_KEY": STRONG,
+                "JWT_ALGORITHM": algorithm,
+                "INSTANCE_PATH": str(tmp_path),
+            }
+        )
+
+
+@pytest.mark.parametrize(
+    "name", ["MAX_UPLOAD_MB", "JWT_EXPIRATION_MINUTES", "TORCHSERVE_TIMEOUT", "BCRYPT_ROUNDS"]
+)
+def test_non_numeric_settings_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        from_env(str(tmp_path), {name: "twenty"})
+
+
+def test_environment_settings_read(tmp_path: Path) -> None:
+    config = from_env(
+        str(tmp_path),
+        {
+            "DATABASE_URL": "postgresql://db/x",
+            "MAX_UPLOAD_MB": "5",
+            "JWT_EXPIRATION_MINUTES": "7",
+            "TORCHSERVE_INFERENCE_URL": "http://ts:8080/",
+            "TORCHSERVE_MANAGEMENT_URL": "http://ts:8081",
+            "TORCHSERVE_KEY_FILE": "/keys/key_file.json",
+            "TORCHSERVE_TIMEOUT": "2.5",
+            "ADMIN_TOKEN": "t",
+        },
+    )
+    assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql://db/x"
+    assert config["MAX_UPLOAD_MB"] == 5 and config["JWT_EXPIRATION_MINUTES"] == 7
+    assert config["TORCHSERVE_INFERENCE_URL"] == "http://ts:8080"
+    assert config["TORCHSERVE_KEY_FILE"] == "/keys/key_file.json" and config["TORCHSERVE_TIMEOUT"] == 2.5
+
+
+def test_admin_from_environment_created_once(database_url: str, tmp_path: Path) -> None:
+    settings = {"ADMIN_USERNAME": "root", "ADMIN_PASSWORD": PASSWORD}
+    with app_on(database_url, tmp_path / "i") as app:  # creates the schema
+        pass
+    for _ in range(2):  # the second start (another gunicorn worker) finds it there
+        with app_on(database_url, tmp_path / "i", **settings) as app, app.app_context():
+            users = db.session.scalars(sa.select(User)).all()
+            assert [(u.username, u.is_admin) for u in users] == [("root", True)]
+    response = app.test_client().post("/token", data={"username": "root", "password": PASSWORD})
+    assert response.status_code == 200
+
+
+def test_invalid_admin_from_environment_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ADMIN_USERNAME"):
+        create_app(
+            {
+                "TESTING": True,
+                "SECRET_KEY": STRONG,
+                "INSTANCE_PATH": str(tmp_path),
+                "ADMIN_USERNAME": "x",
+                "ADMIN_PASSWORD": PASSWORD,
+            }
+        )
