@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 ARCHIVE ?= model_store/resnet50.mar
+ARCHIVE_V2 ?= model_store/resnet50-2.0.mar
 
 .PHONY: help venv venv-dev archive run stop test lint bench clean check-java
 
@@ -14,7 +15,7 @@ help:
 	@echo "make test    run the test suite (unit + real TorchServe + real databases)"
 	@echo "make lint    ruff format --check, ruff check, mypy"
 	@echo "make bench   benchmark harness (results under bench/results/)"
-	@echo "make archive build $(ARCHIVE) (use WEIGHTS=path/to/resnet50.pth for local weights)"
+	@echo "make archive build the 1.0 and 2.0 archives (WEIGHTS=/WEIGHTS_V2= local weight files)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +34,17 @@ venv-dev: $(VENV)/.dev
 check-java:
 	@scripts/check_java.sh
 
+# 1.0: IMAGENET1K_V1 weights, resize 256 (served at start). 2.0: IMAGENET1K_V2, resize 232 (ops roll it out
+# through POST /models). Offline, both fall back to seeded random weights, marked "-untrained".
 $(ARCHIVE): | $(VENV)/.runtime
-	$(BIN)/python -m handlers.build_archive --export-path model_store --force $(if $(WEIGHTS),--weights $(WEIGHTS),)
+	$(BIN)/python -m handlers.build_archive --export-path model_store --force --version 1.0 \
+		$(if $(WEIGHTS),--weights $(WEIGHTS),)
 
-archive: $(ARCHIVE)
+$(ARCHIVE_V2): | $(VENV)/.runtime
+	$(BIN)/python -m handlers.build_archive --export-path model_store --force --version 2.0 \
+		--weights-variant IMAGENET1K_V2 --archive-name resnet50-2.0 $(if $(WEIGHTS_V2),--weights $(WEIGHTS_V2),)
+
+archive: $(ARCHIVE) $(ARCHIVE_V2)
 
 run: check-java venv archive
 	@scripts/run.sh

@@ -51,7 +51,7 @@ if ! model_ready; then
   exit 1
 fi
 echo "TorchServe is up: inference 127.0.0.1:8080, management 127.0.0.1:8081, metrics 127.0.0.1:8082"
-echo "  inference key: jq -r .inference.key $TORCHSERVE_KEY_FILE"
+echo "  keys: $TORCHSERVE_KEY_FILE"
 
 echo "Starting the control API on http://127.0.0.1:8000 (logs/api.log)..."
 PATH="$BIN:$PATH" scripts/boot.sh >>logs/api.log 2>&1 &
