@@ -1,0 +1,1 @@
+"""Deployment tests: compose structure, container config and scripts (no Docker engine needed)."""
