@@ -36,6 +36,7 @@ from bench import report
 from bench.images import bench_images
 from bench.runner import CellPlan, QuietGate, Target, run_target
 from bench.torchserve import (
+    OUR_ARCHIVE_ARGS,
     REPO,
     build_our_archive,
     build_stock_archive,
@@ -203,6 +204,7 @@ class Bench:
         archive = build_our_archive(store, precision)
         with serve(self.tmp / f"ts_{precision}", store, archive) as ts:
             self._record_server(f"c_{precision}", ts)
+            self.results["servers"][f"c_{precision}"]["builder_args"] = " ".join(OUR_ARCHIVE_ARGS)
             target = Target("c", precision, f"(c) ours {precision}", predict_url(ts), inference_headers(ts))
             target.fields = ["timings_ms.preprocess", "timings_ms.inference"]
             target.metrics_url = ts.metrics_url

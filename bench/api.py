@@ -91,6 +91,8 @@ def _env(ts: TorchServe, home: Path, port: int) -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(48),
         "ADMIN_TOKEN": secrets.token_urlsafe(32),
         "JWT_EXPIRATION_MINUTES": "240",
+        # The bench measures throughput, not the per-user /forward limit.
+        "RATE_LIMIT_ENABLED": "false",
         "TORCHSERVE_INFERENCE_URL": ts.inference_url,
         "TORCHSERVE_MANAGEMENT_URL": ts.management_url,
         "TORCHSERVE_KEY_FILE": str(ts.key_file),

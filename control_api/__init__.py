@@ -1,4 +1,5 @@
-"""The control API: users, JWTs, /forward to TorchServe, request history and statistics.
+"""The control API: users, JWTs, /forward to TorchServe, request history and statistics, model management,
+audit log, rate limits, Prometheus metrics and request IDs.
 
 ``create_app(test_config=None)`` builds the app. Settings come from the environment, then from
 ``instance/secrets.env`` for what the environment leaves unset, then from ``test_config``. The database
@@ -17,11 +18,13 @@ from typing import Any
 import sqlalchemy as sa
 from apiflask import APIFlask
 from flask import request
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
-from .errors import ERROR_SCHEMA, APIError, register_error_handlers
+from .errors import ERROR_SCHEMA, register_error_handlers
 from .extensions import db, jwt, migrate, torchserve
+from .logs import configure_logging
 
 __all__ = ["create_app"]
 
@@ -62,8 +65,10 @@ def _openapi(app: APIFlask) -> None:
 
 
 def _bootstrap_admin(app: APIFlask) -> None:
-    """ADMIN_USERNAME/ADMIN_PASSWORD: create that admin if absent (once the schema exists)."""
-    from .auth import create_user, find_user
+    """ADMIN_USERNAME/ADMIN_PASSWORD: create that admin if absent (once the schema exists), audited."""
+    from .audit import add_row
+    from .auth import find_user
+    from .models import User
     from .schemas import USERNAME_RE
 
     username, password = app.config.get("ADMIN_USERNAME"), app.config.get("ADMIN_PASSWORD")
@@ -80,14 +85,27 @@ def _bootstrap_admin(app: APIFlask) -> None:
                 return
             existing = find_user(username)
             if existing is None:
-                create_user(username, password, is_admin=True)
+                user = User(username=username, is_admin=True)
+                user.set_password(password)
+                db.session.add(user)
+                db.session.flush()
+                add_row(
+                    "admin.create",
+                    "system",
+                    target=username,
+                    details={"source": "ADMIN_USERNAME", "user_id": user.id},
+                    status_code=201,
+                    success=True,
+                )
+                db.session.commit()  # the admin and its audit row, together
                 log.info("Created admin %r from ADMIN_USERNAME", username)
             elif not existing.is_admin:
                 # Someone registered that name first: never grant admin to a password we did not set.
                 log.warning("ADMIN_USERNAME %r is an existing non-admin user; not promoted", username)
-        except APIError:
-            pass  # another gunicorn worker created it first
+        except IntegrityError:
+            db.session.rollback()  # another gunicorn worker created it first
         except SQLAlchemyError:
+            db.session.rollback()
             log.exception("Could not create admin %r", username)
         finally:
             db.session.remove()
@@ -111,17 +129,26 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     app.config.update(config)
     _openapi(app)
 
+    if int(app.config["TRUSTED_PROXIES"]) > 0:
+        # Behind N reverse proxies: the client address (per-IP limits, logs) from X-Forwarded-For.
+        n = int(app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    if not app.config.get("TESTING"):
+        configure_logging(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
+
     db.init_app(app)
     migrate.init_app(app, db)
     jwt.init_app(app)
     torchserve.init_app(app)
     register_error_handlers(app)
 
-    from . import auth, health, history, inference
+    from . import audit, auth, health, history, inference, management, metrics, observability, ratelimit
     from .cli import register_commands
 
-    for module in (auth, inference, history, health):
+    observability.init_app(app)  # first: every later hook, view and log line sees the request ID
+    for module in (auth, inference, history, management, audit, health, metrics):
         app.register_blueprint(module.bp)
+    ratelimit.init_app(app)  # after the views' modules are imported: it wraps their @rate_limited views
     register_commands(app)
 
     @app.before_request
@@ -129,7 +156,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
         if request.endpoint != "inference.forward":
             request.max_content_length = SMALL_BODY_LIMIT
 
-    if not app.config.get("TESTING") and not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _bootstrap_admin(app)
     return app

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from .errors import APIError, error_body
 from .extensions import db, jwt
 from .models import User
+from .ratelimit import rate_limited
 from .schemas import USERNAME_RE, RegisterIn, TokenIn, TokenOut, UserOut
 
 bp = APIBlueprint("auth", __name__, tag="Auth")
@@ -125,7 +126,15 @@ def create_user(username: str, password: str, is_admin: bool = False) -> User:
 
 
 @bp.post("/register")
-@bp.doc(summary="Create an account", responses={409: "Username taken", 422: "Invalid username or password"})
+@bp.doc(
+    summary="Create an account",
+    responses={
+        409: "Username taken",
+        422: "Invalid username or password",
+        429: "Too many registrations from this address (see Retry-After)",
+    },
+)
+@rate_limited("register")
 @bp.input(RegisterIn, location="json")
 @bp.output(UserOut, status_code=201)
 def register(json_data: dict[str, Any]) -> User:
@@ -134,7 +143,14 @@ def register(json_data: dict[str, Any]) -> User:
 
 
 @bp.post("/token")
-@bp.doc(summary="Get an access token", responses={401: "Wrong username or password"})
+@bp.doc(
+    summary="Get an access token",
+    responses={
+        401: "Wrong username or password",
+        429: "Too many attempts from this address (see Retry-After)",
+    },
+)
+@rate_limited("token")
 @bp.input(TokenIn, location="json_or_form")
 @bp.output(TokenOut)
 def token(json_or_form_data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import re
 import statistics
 import time
@@ -12,6 +13,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from flask_jwt_extended import create_access_token
 
+from .audit import add_row
 from .auth import find_user
 from .extensions import db
 from .models import History, User
@@ -39,10 +41,28 @@ def create_admin_command(username: str, password: str) -> None:
     if user is None:
         user = User(username=username)
         db.session.add(user)
+    was_admin = bool(user.is_admin)
     user.is_admin = True
     user.set_password(password)
-    db.session.commit()
+    db.session.flush()
+    add_row(
+        "admin.create" if created else "admin.update",
+        f"cli:{_os_user()}",
+        target=username,
+        details={"user_id": user.id, "created": created, "was_admin": was_admin, "password_set": True},
+        status_code=201 if created else 200,
+        success=True,
+    )
+    db.session.commit()  # the account and its audit row, together
     click.echo(f"{'Created' if created else 'Updated'} admin {username!r}.")
+
+
+def _os_user() -> str:
+    """Who ran the command, as far as the OS says (containers may have no passwd entry)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 @click.command("seed-history")

@@ -37,6 +37,8 @@ KNOWN_WEAK_SECRETS = frozenset(
 )
 MIN_SECRET_LENGTH = 32
 SYMMETRIC_JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(RuntimeError):
@@ -61,6 +63,18 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
 def normalize_database_url(url: str) -> str:
@@ -99,6 +113,23 @@ def from_env(instance_path: str, env: Mapping[str, str] | None = None) -> dict[s
         "MAX_UPLOAD_MB": max_upload_mb,
         "MAX_FILES_PER_REQUEST": _env_int(env, "MAX_FILES_PER_REQUEST", 32),
         "RETRY_AFTER_SECONDS": _env_int(env, "RETRY_AFTER_SECONDS", 5),
+        # Model management: synchronous registration and scaling wait for workers to load.
+        "MODEL_STORE": env.get("MODEL_STORE") or str(REPO_ROOT / "model_store"),
+        "TORCHSERVE_MANAGEMENT_TIMEOUT": _env_float(env, "TORCHSERVE_MANAGEMENT_TIMEOUT", 180.0),
+        "MAX_MODEL_WORKERS": _env_int(env, "MAX_MODEL_WORKERS", 16),
+        # Rate limits (Flask-Limiter syntax, e.g. "10/minute;100/hour"; empty: no limit there).
+        "REDIS_URL": env.get("REDIS_URL", ""),
+        "RATE_LIMIT_ENABLED": _env_bool(env, "RATE_LIMIT_ENABLED", True),
+        "RATE_LIMIT_TOKEN": env.get("RATE_LIMIT_TOKEN", "10/minute"),
+        "RATE_LIMIT_REGISTER": env.get("RATE_LIMIT_REGISTER", "5/minute"),
+        "RATE_LIMIT_FORWARD": env.get("RATE_LIMIT_FORWARD", "120/minute"),
+        "RATE_LIMIT_KEY_PREFIX": env.get("RATE_LIMIT_KEY_PREFIX", "control_api"),
+        # Reverse proxies in front of the API whose X-Forwarded-For is trusted (per-IP limits, logs).
+        "TRUSTED_PROXIES": _env_int(env, "TRUSTED_PROXIES", 0),
+        # Observability.
+        "LOG_FORMAT": env.get("LOG_FORMAT", "text").strip().lower(),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").strip().upper(),
+        "METRICS_TOKEN": env.get("METRICS_TOKEN", ""),
     }
 
 
@@ -116,6 +147,7 @@ def finalize(config: dict[str, Any]) -> None:
         raise ConfigError("MAX_UPLOAD_MB must be at least 1")
     if not config.get("TESTING"):
         check_secret(config["SECRET_KEY"])
+    _check_operations(config)
     # A multipart envelope (boundaries, part headers, the top_k/model fields) on top of the files.
     config["MAX_UPLOAD_BYTES"] = int(config["MAX_UPLOAD_MB"]) * 1024 * 1024
     config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_BYTES"] + 64 * 1024
@@ -126,6 +158,30 @@ def finalize(config: dict[str, Any]) -> None:
     config["JWT_TOKEN_LOCATION"] = ["headers"]
     config["JWT_HEADER_TYPE"] = "Bearer"
     config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["SQLALCHEMY_DATABASE_URI"])
+
+
+def _check_operations(config: dict[str, Any]) -> None:
+    """The settings of issue 4 (rate limits, logs, model management): refuse what would fail later."""
+    from limits import parse_many
+
+    for name in ("RATE_LIMIT_TOKEN", "RATE_LIMIT_REGISTER", "RATE_LIMIT_FORWARD"):
+        value = str(config.get(name) or "")
+        try:
+            if value.strip():
+                parse_many(value)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{name} must look like '10/minute' or '5/second;100/hour', got {value!r}"
+            ) from exc
+    if config["LOG_FORMAT"] not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {config['LOG_FORMAT']!r}")
+    if int(config["MAX_MODEL_WORKERS"]) < 1:
+        raise ConfigError("MAX_MODEL_WORKERS must be at least 1")
+    if int(config["TRUSTED_PROXIES"]) < 0:
+        raise ConfigError("TRUSTED_PROXIES must be 0 or more")
+    redis_url = str(config.get("REDIS_URL") or "")
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {redis_url!r}")
 
 
 def check_secret(secret: str) -> None:

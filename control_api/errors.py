@@ -146,6 +146,9 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _database_error(exc: Exception) -> Response:
+    from . import metrics  # metrics imports this module
+
+    metrics.DB_ERRORS.inc()
     log.exception("Database unavailable")
     response = jsonify(error_body(503, "database_unavailable", "The database is unavailable; retry shortly."))
     response.status_code = 503

@@ -1,4 +1,4 @@
-"""/history (read, delete) and /stats: admins only."""
+"""/history (read, delete) and /stats: admins only. Deleting history is audited."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from apiflask import APIBlueprint
 from flask import current_app
 from marshmallow import RAISE
 
+from .audit import audited, note
 from .auth import admin_required
 from .errors import APIError
 from .extensions import db
@@ -22,7 +23,7 @@ from .schemas import (
     HistoryPage,
     HistoryQuery,
     StatsOut,
-    TimeRangeQuery,
+    StatsQuery,
 )
 from .stats import compute_stats
 
@@ -41,6 +42,12 @@ def _filters(query: dict[str, Any]) -> list[Any]:
         where.append(History.status_code == query["status_code"])
     if query.get("username") is not None:
         where.append(History.username == query["username"])
+    if query.get("model") is not None:
+        where.append(History.model_name == query["model"])
+    if query.get("version") is not None:
+        where.append(History.model_version == query["version"])
+    if query.get("request_id") is not None:
+        where.append(History.request_id == query["request_id"])
     return where
 
 
@@ -71,6 +78,7 @@ def list_history(query_data: dict[str, Any]) -> dict[str, Any]:
     responses={**ADMIN_ERRORS, 403: "Not an admin, or a wrong, missing or unconfigured X-Admin-Token"},
 )
 @admin_required
+@audited("history.delete", target=lambda _: "history")
 @bp.input(AdminTokenHeader, location="headers")
 @bp.input(DeleteQuery, location="query", unknown=RAISE)
 @bp.output(DeletedOut)
@@ -85,14 +93,20 @@ def clear_history(headers_data: dict[str, Any], query_data: dict[str, Any]) -> d
     # Constant time, on bytes: compare_digest refuses non-ASCII str.
     if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
         raise APIError(403, "invalid_admin_token", "The X-Admin-Token header is missing or wrong.")
-    return {"deleted": delete_history(query_data.get("before"))}
+    deleted = delete_history(query_data.get("before"))
+    note(deleted=deleted)
+    return {"deleted": deleted}
 
 
 @bp.get("/stats")
 @bp.doc(summary="Request statistics", security="BearerAuth", responses=ADMIN_ERRORS)
 @admin_required
-@bp.input(TimeRangeQuery, location="query", unknown=RAISE)
+@bp.input(StatsQuery, location="query", unknown=RAISE)
 @bp.output(StatsOut)
 def stats(query_data: dict[str, Any]) -> dict[str, Any]:
-    """Totals, error rate, latency percentiles, input sizes, status codes and per-model counts."""
-    return compute_stats(query_data.get("since"), query_data.get("until"))
+    """Totals, error rate, latency percentiles, input sizes, status codes and per-model-version counts.
+
+    `model` and `version` narrow it all to one model version (compare two versions with two calls)."""
+    return compute_stats(
+        query_data.get("since"), query_data.get("until"), query_data.get("model"), query_data.get("version")
+    )

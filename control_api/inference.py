@@ -10,20 +10,22 @@ from __future__ import annotations
 import io
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, BinaryIO, TypeVar
 
 from apiflask import APIBlueprint
-from flask import Response, current_app, g, request
+from flask import current_app, g, request
 from marshmallow import RAISE
 
+from . import metrics
 from .auth import token_required
 from .errors import APIError, message_of, status_of
 from .extensions import torchserve
 from .models import History, utcnow
+from .observability import current_request_id, new_request_id
+from .ratelimit import rate_limited
 from .recording import record
 from .schemas import ForwardForm, ForwardOut, ForwardQuery
 from .torchserve import TorchServeClient, UpstreamError, UpstreamResponse
@@ -41,7 +43,7 @@ MAX_ERROR_MESSAGE = 1000
 class ForwardLog:
     """What the history row will say about this request; filled in as the request goes."""
 
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=lambda: current_request_id() or new_request_id())
     started: float = field(default_factory=time.perf_counter)
     created_at: Any = field(default_factory=utcnow)
     request_type: str = "forward"
@@ -81,6 +83,7 @@ def _write_history(entry: ForwardLog, status: int, error: str | None) -> None:
     try:
         record(row)
     except Exception as exc:
+        metrics.DB_ERRORS.inc()
         log.exception("Could not write the history row for request %s", entry.request_id)
         raise APIError(
             503, "database_unavailable", "The request could not be recorded; retry shortly."
@@ -126,14 +129,6 @@ def upload_limit(f: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@bp.after_request
-def _request_id_header(response: Response) -> Response:
-    entry = g.get("forward")
-    if entry is not None:
-        response.headers["X-Request-ID"] = entry.request_id
-    return response
-
-
 @dataclass(frozen=True)
 class Target:
     """Where and how to classify: everything a pool thread needs (it has no app context)."""
@@ -142,6 +137,7 @@ class Target:
     version: str | None
     top_k: int
     retry_after: int
+    request_id: str
 
 
 def _upstream_error(result: UpstreamResponse, target: Target) -> APIError:
@@ -185,7 +181,9 @@ def _classify(client: TorchServeClient, target: Target, upload: Upload) -> Outco
     if not upload.size:
         return APIError(400, "empty_input", "The file is empty."), 0.0
     try:
-        result = client.predict(target.model, target.version, upload.stream, upload.size, target.top_k)
+        result = client.predict(
+            target.model, target.version, upload.stream, upload.size, target.top_k, target.request_id
+        )
     except UpstreamError as exc:
         headers = {"Retry-After": str(target.retry_after)} if exc.status == 503 else None
         return APIError(exc.status, exc.slug, exc.message, headers=headers), 0.0
@@ -193,6 +191,7 @@ def _classify(client: TorchServeClient, target: Target, upload: Upload) -> Outco
         return _upstream_error(result, target), result.elapsed_ms
     body = result.body
     if not (isinstance(body, dict) and isinstance(body.get("predictions"), list) and "image" in body):
+        metrics.UPSTREAM_ERRORS.labels("bad_answer").inc()
         return APIError(
             502, "upstream_error", "TorchServe's answer was not a classification."
         ), result.elapsed_ms
@@ -246,12 +245,14 @@ def _uploads(form: dict[str, Any]) -> list[Upload]:
         413: "Upload over MAX_UPLOAD_MB",
         415: "Not a supported image",
         422: "Bad top_k, or an image over the pixel limit",
+        429: "Over the per-user rate limit (see Retry-After)",
         503: "TorchServe unavailable (see Retry-After)",
         504: "TorchServe timed out",
     },
 )
 @recorded
 @token_required
+@rate_limited("forward")
 @upload_limit
 @bp.input(ForwardQuery, location="query", unknown=RAISE)
 @bp.input(ForwardForm, location="form_and_files")
@@ -265,6 +266,7 @@ def forward(query_data: dict[str, Any], form_and_files_data: dict[str, Any]) -> 
         version=query_data.get("version") or form.get("version"),
         top_k=query_data.get("top_k", form.get("top_k", 5)),
         retry_after=int(current_app.config["RETRY_AFTER_SECONDS"]),
+        request_id=entry.request_id,
     )
     entry.model_name, entry.model_version = target.model, target.version
     uploads = _uploads(form)
@@ -278,6 +280,7 @@ def forward(query_data: dict[str, Any], form_and_files_data: dict[str, Any]) -> 
         futures = [client.executor.submit(_classify, client, target, upload) for upload in uploads]
         outcomes = [future.result() for future in futures]
     entry.upstream_ms = (time.perf_counter() - started) * 1000.0
+    _count_images(target, uploads, outcomes)
     items = [item for item, _ in outcomes]
     for item in items:
         if isinstance(item, dict) and item["model"].get("version"):
@@ -286,6 +289,38 @@ def forward(query_data: dict[str, Any], form_and_files_data: dict[str, Any]) -> 
     if len(items) == 1:
         return _single(entry, items[0])
     return _batch(entry, outcomes)
+
+
+# Per-image answers of our handler: TorchServe found the model version, the image was the problem.
+HANDLER_ERRORS = frozenset({400, 413, 415, 422})
+
+
+def _count_images(target: Target, uploads: list[Upload], outcomes: list[Outcome]) -> None:
+    """api_forward_images_total and api_upstream_duration_seconds, per image that went upstream.
+
+    Labels are the version that answered (the default version's real name), or the one asked for. Names
+    TorchServe has not confirmed (404, or no answer at all) are "unknown", except the configured default
+    model: clients must not be able to mint label values by inventing model or version names.
+    """
+    default_model = current_app.config["DEFAULT_MODEL"]
+    for upload, (item, upstream_ms) in zip(uploads, outcomes, strict=True):
+        if not upload.size:
+            continue  # refused here, never sent
+        status = item.status_code if isinstance(item, APIError) else 200
+        confirmed = isinstance(item, dict) or status in HANDLER_ERRORS
+        if status == 404:
+            model = version = metrics.UNKNOWN
+        else:
+            model = target.model if confirmed or target.model == default_model else metrics.UNKNOWN
+            if isinstance(item, dict) and item.get("model", {}).get("version"):
+                version = str(item["model"]["version"])
+            elif target.version is None:
+                version = "default"
+            else:
+                version = target.version if confirmed else metrics.UNKNOWN
+        metrics.FORWARD_IMAGES.labels(model, version, str(status)).inc()
+        if upstream_ms:
+            metrics.UPSTREAM_DURATION.labels(model, version).observe(upstream_ms / 1000.0)
 
 
 def _single(entry: ForwardLog, item: Any) -> dict[str, Any]:

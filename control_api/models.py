@@ -1,4 +1,4 @@
-"""Database models: users, the request history, and its hourly rollup for /stats.
+"""Database models: users, the request history, its hourly rollup for /stats, and the audit log.
 
 Times are stored as naive UTC (``DateTime`` without time zone) on every backend, so SQLite and
 PostgreSQL compare and sort them the same way.
@@ -80,6 +80,8 @@ class History(db.Model):  # type: ignore[name-defined]
         sa.Index("ix_history_status_code_created_at", "status_code", "created_at"),
         sa.Index("ix_history_username_created_at", "username", "created_at"),
         sa.Index("ix_history_model_created_at", "model_name", "model_version", "created_at"),
+        # Tracing one request (GET /history?request_id=...) from a log line or a client's X-Request-ID.
+        sa.Index("ix_history_request_id", "request_id"),
         # Percentiles: ORDER BY processing_time LIMIT 1 OFFSET k walks this index; created_at and the
         # model columns make it covering for the since/until (and per-model) filters.
         sa.Index(
@@ -145,3 +147,32 @@ class HistoryRollup(db.Model):  # type: ignore[name-defined]
     height_sum: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
     height_min: Mapped[int | None] = mapped_column(sa.Integer)
     height_max: Mapped[int | None] = mapped_column(sa.Integer)
+
+
+class AuditLog(db.Model):  # type: ignore[name-defined]
+    """One row per admin action (model changes, history deletion, admin creation), whatever its outcome.
+
+    The row is written before the action runs (``status_code``/``success`` still NULL) and completed
+    after it, so an action that crashed half-way still shows as attempted, and an action whose audit row
+    cannot be written is not carried out at all.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        sa.Index("ix_audit_log_created_at", "created_at"),
+        sa.Index("ix_audit_log_action_created_at", "action", "created_at"),
+        sa.Index("ix_audit_log_actor_created_at", "actor", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+    # Who: a username, or "cli:<OS user>" for the create-admin command, or "system" for the bootstrap.
+    actor: Mapped[str] = mapped_column(sa.String(128), nullable=False)
+    actor_id: Mapped[int | None] = mapped_column(sa.Integer)  # no FK: the audit outlives deleted users
+    action: Mapped[str] = mapped_column(sa.String(64), nullable=False)  # e.g. model.register
+    target: Mapped[str | None] = mapped_column(sa.String(255))  # e.g. resnet50/2.0
+    details: Mapped[Any | None] = mapped_column(sa.JSON)
+    status_code: Mapped[int | None] = mapped_column(sa.SmallInteger)  # NULL while the action runs
+    success: Mapped[bool | None] = mapped_column(sa.Boolean)
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    request_id: Mapped[str | None] = mapped_column(sa.String(64))

@@ -12,6 +12,8 @@ from apiflask.validators import Length, OneOf, Range, Regexp
 from marshmallow import RAISE, ValidationError, fields, validates_schema
 
 USERNAME_RE = r"\A[A-Za-z0-9_.-]{3,64}\Z"
+# A plain file name in the model store: no path, no scheme, no leading dot.
+ARCHIVE_RE = r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,250}\.mar\Z"
 # Model and version names go into TorchServe's URL path: no slashes, and no leading dot ("..").
 NAME_RE = r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z"
 _SPACE_OFFSET = re.compile(r" (\d{2}:?\d{2})\Z")
@@ -165,13 +167,28 @@ class TimeRangeQuery(StrictSchema):
             raise ValidationError("since must not be after until.", "until")
 
 
-class HistoryQuery(TimeRangeQuery):
+class StatsQuery(TimeRangeQuery):
+    model = String(
+        validate=Regexp(NAME_RE, error="Not a valid model name."),
+        metadata={"description": "only this model's requests"},
+    )
+    version = String(
+        validate=Regexp(NAME_RE, error="Not a valid version."),
+        metadata={"description": "only this version's requests (the version that answered)"},
+    )
+
+
+class HistoryQuery(StatsQuery):
     page = Integer(load_default=1, validate=Range(1, 10_000_000))
     per_page = Integer(load_default=50, validate=Range(1, 500))
     status_code = Integer(validate=Range(100, 599))
     username = String(
         validate=Regexp(r"\A[A-Za-z0-9_.-]{0,64}\Z", error="Not a valid username."),
         metadata={"description": "exact match; empty for unauthenticated requests"},
+    )
+    request_id = String(
+        validate=Regexp(r"\A[A-Za-z0-9._:-]{1,64}\Z", error="Not a valid request ID."),
+        metadata={"description": "the X-Request-ID of one request"},
     )
 
 
@@ -245,6 +262,110 @@ class StatsOut(Schema):
         values=Dict(keys=String(), values=Raw()),
         metadata={"description": "model -> version -> {total_requests, failed_requests, ...}"},
     )
+
+
+# --- audit --------------------------------------------------------------------------------------------
+
+
+class AuditQuery(TimeRangeQuery):
+    page = Integer(load_default=1, validate=Range(1, 10_000_000))
+    per_page = Integer(load_default=50, validate=Range(1, 500))
+    action = String(validate=Length(1, 64), metadata={"example": "model.set_default"})
+    actor = String(validate=Length(1, 128), metadata={"example": "admin"})
+    target = String(validate=Length(1, 255), metadata={"example": "resnet50/2.0"})
+    success = Boolean()
+
+
+class AuditItem(Schema):
+    id = Integer()
+    created_at = UTCDateTime()
+    actor = String(metadata={"description": "username, cli:<OS user> or system"})
+    actor_id = Integer(allow_none=True)
+    action = String()
+    target = String(allow_none=True)
+    details = Raw(allow_none=True)
+    status_code = Integer(allow_none=True, metadata={"description": "null: the action did not finish"})
+    success = Boolean(allow_none=True)
+    error_message = String(allow_none=True)
+    request_id = String(allow_none=True)
+
+
+class AuditPage(Schema):
+    items = List(Nested(AuditItem))
+    total = Integer()
+    page = Integer()
+    per_page = Integer()
+
+
+# --- model management -------------------------------------------------------------------------------------
+
+
+class RegisterModelIn(StrictSchema):
+    archive = String(
+        required=True,
+        validate=Regexp(
+            ARCHIVE_RE, error="A .mar file name in the model store: no path, URL or leading dot."
+        ),
+        metadata={"example": "resnet50-2.0.mar"},
+    )
+    initial_workers = Integer(load_default=1, validate=Range(1, 1024), metadata={"example": 1})
+    batch_size = Integer(validate=Range(1, 1024), metadata={"example": 8})
+    max_batch_delay = Integer(validate=Range(0, 60_000), metadata={"description": "ms", "example": 20})
+    response_timeout = Integer(validate=Range(1, 3600), metadata={"description": "s, per batch"})
+
+
+class WorkersIn(StrictSchema):
+    min = Integer(required=True, validate=Range(0, 1024), metadata={"example": 1})
+    max = Integer(required=True, validate=Range(1, 1024), metadata={"example": 2})
+
+    @validates_schema
+    def _ordered(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("min") is not None and data.get("max") is not None and data["min"] > data["max"]:
+            raise ValidationError("min must not exceed max.", "max")
+
+
+class WorkerOut(Schema):
+    id = String()
+    status = String(metadata={"example": "READY"})
+    pid = Integer(allow_none=True)
+    start_time = String(allow_none=True)
+    memory_usage = Integer(allow_none=True)
+    gpu = Boolean(allow_none=True)
+
+
+class ModelVersionOut(Schema):
+    version = String()
+    is_default = Boolean()
+    archive = String(allow_none=True)
+    status = String(metadata={"description": "READY (a worker is ready), LOADING, UNAVAILABLE (no worker)"})
+    min_workers = Integer(allow_none=True)
+    max_workers = Integer(allow_none=True)
+    batch_size = Integer(allow_none=True)
+    max_batch_delay_ms = Integer(allow_none=True)
+    response_timeout_s = Integer(allow_none=True)
+    device_type = String(allow_none=True)
+    workers = List(Nested(WorkerOut))
+    pending_requests = Integer(allow_none=True)
+
+
+class ModelOut(Schema):
+    name = String()
+    default_version = String(allow_none=True)
+    versions = List(Nested(ModelVersionOut))
+
+
+class ModelList(Schema):
+    models = List(Nested(ModelOut))
+
+
+class ModelDetailOut(ModelOut):
+    """One model: its versions, which is the default, workers and batching."""
+
+
+class ModelActionOut(ModelOut):
+    """The model after the change, and what TorchServe said."""
+
+    message = String()
 
 
 class HealthOut(Schema):

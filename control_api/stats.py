@@ -5,6 +5,9 @@ the partial hours at the edges of a since/until range: a handful of grouped quer
 all history. Percentiles are nearest-rank (the value at rank ceil(p * n)), read off an index with
 ``LIMIT 1 OFFSET k`` on both backends: PostgreSQL's ``percentile_cont``/``percentile_disc`` sort every
 row in range (about 300 ms for a million), the index walk takes a tenth of that.
+
+``model`` and ``version`` narrow everything to one model (and version), so two versions can be compared
+side by side; the rollup is keyed by them, and the processing_time index carries them.
 """
 
 from __future__ import annotations
@@ -98,6 +101,19 @@ def _agg_columns(source: Any) -> list[Any]:
     ]
 
 
+@dataclass(frozen=True)
+class ModelFilter:
+    """Restrict the statistics to one model and/or version (None: any)."""
+
+    model: str | None = None
+    version: str | None = None
+
+    def matches(self, model: str, version: str) -> bool:
+        return (self.model is None or model == self.model) and (
+            self.version is None or version == self.version
+        )
+
+
 def _grouped(source: Any, where: list[Any]) -> list[tuple[tuple[int, str, str], Agg]]:
     keys: list[Any]
     if source is HistoryRollup:
@@ -137,7 +153,8 @@ def _range_filter(since: datetime | None, until: datetime | None) -> list[Any]:
 
 
 def _collect(since: datetime | None, until: datetime | None) -> dict[tuple[int, str, str], Agg]:
-    """Aggregates per (status, model, version) over [since, until)."""
+    """Aggregates per (status, model, version) over [since, until), every model (so the caller also
+    knows how many rows the time window holds, which picks the percentile index)."""
     parts: list[tuple[Any, list[Any]]] = []
     lo = hour_ceil(since) if since is not None else None
     hi = hour_floor(until) if until is not None else None
@@ -162,7 +179,12 @@ def _collect(since: datetime | None, until: datetime | None) -> dict[tuple[int, 
 
 
 def _percentiles(
-    count: int, all_rows: int, since: datetime | None, until: datetime | None
+    count: int,
+    all_rows: int,
+    window_rows: int,
+    since: datetime | None,
+    until: datetime | None,
+    models: ModelFilter,
 ) -> dict[str, float | None]:
     """Nearest-rank p50/p95/p99 of processing_time over [since, until), which holds ``count`` rows.
 
@@ -171,20 +193,29 @@ def _percentiles(
     processing_time index (covering: it carries created_at); a narrow one (under 1/16 of all rows)
     range-scans the created_at index (covering: it carries processing_time) and sorts what it found.
     SQLite's planner misjudges this with both bounds set, so SQLite is told which index to use.
+    ``window_rows`` is the time window's row count over every model: narrowness is the window's.
     """
     if count == 0:
         return {name: None for name, _ in PERCENTILES}
-    conditions, params = [], {}
+    conditions: list[str] = []
+    params: dict[str, Any] = {}
     if since is not None:
         conditions.append("created_at >= :since")
         params["since"] = since
     if until is not None:
         conditions.append("created_at < :until")
         params["until"] = until
+    time_bounded = bool(conditions)
+    if models.model is not None:
+        conditions.append("model_name = :model")
+        params["model"] = models.model
+    if models.version is not None:
+        conditions.append("model_version = :version")
+        params["version"] = models.version
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     hint = ""
     if dialect_name() == "sqlite":
-        narrow = conditions and count * 16 < all_rows
+        narrow = time_bounded and window_rows * 16 < all_rows
         hint = "INDEXED BY ix_history_created_at" if narrow else "INDEXED BY ix_history_processing_time"
     out: dict[str, float | None] = {}
     for name, p in PERCENTILES:
@@ -207,20 +238,28 @@ def _extremes(mean: float | None, low: Any, high: Any) -> dict[str, Any]:
     return {"mean": mean, "min": low, "max": high}
 
 
-def compute_stats(since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
-    """The /stats document for [since, until)."""
-    groups = _collect(since, until)
+def compute_stats(
+    since: datetime | None = None,
+    until: datetime | None = None,
+    model: str | None = None,
+    version: str | None = None,
+) -> dict[str, Any]:
+    """The /stats document for [since, until), optionally for one model and/or version."""
+    models = ModelFilter(model, version)
+    all_groups = _collect(since, until)
+    window_rows = sum(agg.count for agg in all_groups.values())
+    groups = {key: agg for key, agg in all_groups.items() if models.matches(key[1], key[2])}
     overall = Agg()
     status_codes: dict[str, int] = {}
     by_model: dict[str, dict[str, dict[str, Any]]] = {}
-    for (status, model, version), agg in sorted(groups.items()):
+    for (status, model_name, model_version), agg in sorted(groups.items()):
         if agg.count == 0:
             continue
         overall.merge(agg)
         status_codes[str(status)] = status_codes.get(str(status), 0) + agg.count
-        if model:
-            entry = by_model.setdefault(model, {}).setdefault(
-                version or "unknown",
+        if model_name:
+            entry = by_model.setdefault(model_name, {}).setdefault(
+                model_version or "unknown",
                 {"total_requests": 0, "successful_requests": 0, "failed_requests": 0, "_time_sum": 0.0},
             )
             entry["total_requests"] += agg.count
@@ -229,12 +268,13 @@ def compute_stats(since: datetime | None = None, until: datetime | None = None) 
     for versions in by_model.values():
         for entry in versions.values():
             entry["mean_processing_time_ms"] = _mean(entry.pop("_time_sum"), entry["total_requests"])
+            entry["error_rate"] = round(entry["failed_requests"] / entry["total_requests"], 6)
     total = overall.count
     successful = sum(n for code, n in status_codes.items() if int(code) < 400)
-    all_rows = total
+    all_rows = window_rows
     if since is not None or until is not None:
         all_rows = int(db.session.scalar(sa.select(sa.func.sum(HistoryRollup.request_count))) or 0)
-    percentiles = _percentiles(total, all_rows, since, until)
+    percentiles = _percentiles(total, all_rows, window_rows, since, until, models)
     return {
         "total_requests": total,
         "successful_requests": successful,

@@ -31,10 +31,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
+from urllib.parse import quote
 
 import requests
 from flask import Flask, current_app
 from requests.adapters import HTTPAdapter
+
+from . import metrics
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +182,8 @@ class TorchServeClient:
         self.inference_url: str = config["TORCHSERVE_INFERENCE_URL"]
         self.management_url: str = config["TORCHSERVE_MANAGEMENT_URL"]
         self.read_timeout = float(config["TORCHSERVE_TIMEOUT"])
+        # Synchronous registration and scaling return once the workers have loaded the model.
+        self.management_timeout = float(config.get("TORCHSERVE_MANAGEMENT_TIMEOUT", 180.0))
         self.connect_timeout = float(config["TORCHSERVE_CONNECT_TIMEOUT"])
         self.parallel = max(1, int(config["TORCHSERVE_PARALLEL"]))
         self.keys = KeyStore(config["TORCHSERVE_KEY_FILE"])
@@ -226,16 +231,20 @@ class TorchServeClient:
         try:
             response = self.session.request(method, url, headers=headers, timeout=timeout, **kwargs)
         except requests.ConnectTimeout as exc:
+            metrics.UPSTREAM_ERRORS.labels("unavailable").inc()
             raise UpstreamUnavailable(f"TorchServe is unreachable ({type(exc).__name__})") from exc
         except requests.Timeout as exc:
+            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
             raise UpstreamTimeout(f"TorchServe did not answer within {timeout[1]:g} s") from exc
         except requests.RequestException as exc:
+            metrics.UPSTREAM_ERRORS.labels("unavailable").inc()
             raise UpstreamUnavailable(f"TorchServe is unavailable ({type(exc).__name__})") from exc
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         try:
             body: Any = response.json()
         except ValueError:
             body = response.text
+        _count_failure(response.status_code)
         return UpstreamResponse(response.status_code, body, elapsed_ms)
 
     def _renew_call(self, kind: KeyKind) -> Callable[[str], None]:
@@ -263,25 +272,51 @@ class TorchServeClient:
             return result
         renewed = self.keys.renew(kind, key.value if key else None, self._renew_call(kind))
         if renewed is None or (key is not None and renewed.value == key.value):
+            metrics.UPSTREAM_ERRORS.labels("key").inc()
             raise UpstreamError(f"TorchServe rejected the {kind} key and it could not be renewed")
         retried = self._send(method, url, renewed.value, **kwargs)
         if retried.is_invalid_key:
+            metrics.UPSTREAM_ERRORS.labels("key").inc()
             raise UpstreamError("TorchServe rejected a freshly renewed key")
         return UpstreamResponse(retried.status, retried.body, result.elapsed_ms + retried.elapsed_ms)
 
     def predict(
-        self, model: str, version: str | None, image: BinaryIO, size: int, top_k: int
+        self,
+        model: str,
+        version: str | None,
+        image: BinaryIO,
+        size: int,
+        top_k: int,
+        request_id: str | None = None,
     ) -> UpstreamResponse:
         """Classify one image (``size`` bytes from ``image``'s current position), sent as multipart:
         TorchServe 0.12 hands form fields to the handler as row keys, but not query parameters."""
-        path = f"/predictions/{model}" + (f"/{version}" if version else "")
+        path = f"/predictions/{quote(model, safe='')}" + (f"/{quote(version, safe='')}" if version else "")
         body = MultipartBody(image, size, {"top_k": str(top_k)})
+        headers = {"Content-Type": body.content_type}
+        if request_id:
+            headers["X-Request-ID"] = request_id
+        return self.call("inference", "POST", self.inference_url + path, data=body, headers=headers)
+
+    def manage(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        request_id: str | None = None,
+        slow: bool = False,
+    ) -> UpstreamResponse:
+        """One management API call; ``path`` is already quoted. ``slow``: it waits for workers to start
+        or stop (synchronous registration, scaling), so it gets the management timeout."""
+        read_timeout = self.management_timeout if slow else self.read_timeout
+        headers = {"X-Request-ID": request_id} if request_id else {}
         return self.call(
-            "inference",
-            "POST",
-            self.inference_url + path,
-            data=body,
-            headers={"Content-Type": body.content_type},
+            "management",
+            method,
+            self.management_url + path,
+            params=params,
+            headers=headers,
+            timeout=(self.connect_timeout, read_timeout),
         )
 
     def ping(self) -> tuple[bool, str]:
@@ -294,6 +329,16 @@ class TorchServeClient:
         if result.status == 200 and status == "Healthy":
             return True, "ok"
         return False, f"TorchServe reports {status or 'HTTP ' + str(result.status)}"
+
+
+def _count_failure(status: int) -> None:
+    """TorchServe's own failure answers, for api_upstream_errors_total (client errors are not its)."""
+    if status in (503, 507):
+        metrics.UPSTREAM_ERRORS.labels("no_worker").inc()
+    elif status == 408:
+        metrics.UPSTREAM_ERRORS.labels("timeout").inc()
+    elif status >= 500:
+        metrics.UPSTREAM_ERRORS.labels("server_error").inc()
 
 
 class MultipartBody:

@@ -125,7 +125,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--response-timeout", type=int, default=120, help="TorchServe responseTimeout, s (%(default)s)"
     )
+    p.add_argument(
+        "--startup-timeout",
+        type=int,
+        help="TorchServe startupTimeout, s: worker load time allowed (120; 600 with --compile)",
+    )
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="inference precision (fp32)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile (inductor, frozen weights) at load: ~20%% faster fp32 on 2 CPU cores, but each "
+        "worker start compiles every batch size up to --batch-size (~70 s cold on 2 cores)",
+    )
     p.add_argument("--max-image-pixels", type=int, default=64_000_000, help="over it: 422 (%(default)s)")
     p.add_argument("--export-path", type=Path, default=Path("model_store"), help="output dir (%(default)s)")
     p.add_argument("--archive-name", help="output file name without .mar (default: the model name)")
@@ -134,7 +145,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-download", action="store_true", help="never try the network")
     p.add_argument("--force", action="store_true", help="overwrite an existing archive")
     args = p.parse_args(argv)
-    for name in ("batch_size", "max_batch_delay", "workers", "response_timeout", "max_image_pixels"):
+    if args.startup_timeout is None:
+        args.startup_timeout = 600 if args.compile else 120
+    for name in (
+        "batch_size", "max_batch_delay", "workers", "response_timeout", "startup_timeout", "max_image_pixels"
+    ):  # fmt: skip
         if getattr(args, name) < (0 if name == "max_batch_delay" else 1):
             p.error(f"--{name.replace('_', '-')} is out of range")
     return args
@@ -341,6 +356,7 @@ def model_config(args: argparse.Namespace, spec: ArchSpec) -> dict[str, Any]:
         "batchSize": args.batch_size,
         "maxBatchDelay": args.max_batch_delay,
         "responseTimeout": args.response_timeout,
+        "startupTimeout": args.startup_timeout,
         "handler": {
             "resize_size": resize,
             "crop_size": crop,
@@ -348,6 +364,7 @@ def model_config(args: argparse.Namespace, spec: ArchSpec) -> dict[str, Any]:
             "std": [round(v, 6) for v in spec.std],
             "precision": args.precision,
             "max_image_pixels": args.max_image_pixels,
+            "compile": args.compile,
         },
     }
 

@@ -18,6 +18,11 @@ Per request row (see the project contract):
 - transform: short side to ``resize_size`` with antialiased bilinear resampling (PIL, the same filter
   torchvision uses for PIL images), center crop ``crop_size``, normalisation with ``mean``/``std``. The crop
   is resampled directly with PIL's ``resize(box=...)``, identical to resize-then-crop but about 2x faster.
+- parallelism: a batch's rows are decoded and resized on a small thread pool (``preprocess_threads``,
+  default the torch thread count): Pillow releases the GIL there, so on 2 cores a batch of eight 12 MP
+  JPEGs decodes in about half the time. Each row keeps its own error.
+- model: BatchNorm folded into the convs at load (``fuse``, torch.fx; ~10 % faster on CPU), optionally
+  ``torch.compile`` (inductor, frozen weights, one static graph per batch size compiled at load).
 - inference: the whole batch once, under ``torch.inference_mode()``, channels_last, fp32 or bf16 autocast;
   softmax in fp32; top-k per row.
 - output and errors: see ``ImageClassifierHandler.postprocess`` and ``ImageClassifierHandler.InputError``.
@@ -39,6 +44,7 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from http import HTTPStatus
 from pathlib import Path
@@ -64,6 +70,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "torch_threads": None,  # None: usable cores // workers, at least 1
     "compile": False,
     "channels_last": True,
+    "fuse": True,  # fold BatchNorm into the preceding conv at load time (~10% faster fp32 on CPU)
+    "preprocess_threads": None,  # None: as torch_threads; decodes/resizes a batch's rows in parallel
     "warmup": True,  # dummy forwards at load time, so the first requests do not pay lazy init
 }
 PRECISIONS = ("fp32", "bf16")
@@ -351,16 +359,22 @@ def load_handler_config(section: Mapping[str, Any] | None) -> dict[str, Any]:
     config["precision"] = str(config["precision"]).lower()
     if config["precision"] not in PRECISIONS:
         raise ValueError(f"handler.precision must be one of {PRECISIONS}")
-    if config["torch_threads"] is not None:
-        config["torch_threads"] = _positive_int(config, "torch_threads")
-    for key in ("compile", "channels_last", "warmup"):
+    for key in ("torch_threads", "preprocess_threads"):
+        if config[key] is not None:
+            config[key] = _positive_int(config, key)
+    for key in ("compile", "channels_last", "fuse", "warmup"):
         config[key] = _bool(config, key)
     return config
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_torch_threads(model_yaml_config: Mapping[str, Any]) -> int:
     """Usable cores divided among this model's workers, so the workers do not oversubscribe the CPU."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     workers = model_yaml_config.get("minWorkers") or os.environ.get("TS_DEFAULT_WORKERS_PER_MODEL") or 1
     try:
         workers = max(1, int(workers))
@@ -393,6 +407,35 @@ def load_model(model_dir: str, model_file: str, weights_file: str, device: torch
     state_dict = torch.load(Path(model_dir) / weights_file, map_location=device, weights_only=True)
     model.load_state_dict(state_dict)
     return model.to(device).eval()
+
+
+def fuse_conv_bn(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold every eval-mode BatchNorm into the conv before it (torch.fx); the model as-is if not traceable.
+
+    Inference only (the folded weights ignore BN's running-stat updates). Takes ~0.1 s for ResNet-50 and
+    saves ~10 % of its fp32 CPU forward time; outputs match to float rounding.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(model)
+    except Exception:  # a model fx cannot trace (data-dependent control flow) is served unfused
+        logger.warning("conv+bn folding failed; serving the unfused model", exc_info=True)
+        return model
+
+
+def compile_model(model: torch.nn.Module) -> Any:
+    """torch.compile (inductor) with weight freezing, one static graph per batch size.
+
+    Static shapes: inductor's CPU kernels for fixed shapes are the fast ones, so ``_warmup`` compiles
+    every batch size up to TorchServe's batchSize at load time (measured on 2 cores, ResNet-50 fp32:
+    ~7-9 s per size; batch 8 197 ms vs 247 ms eager, batch 1 34 ms vs 51 ms).
+    """
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True  # constant-fold weights (conv+bn folding, prepacked oneDNN weights)
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    return torch.compile(model, dynamic=False)
 
 
 def load_labels(path: str | Path) -> dict[int, str]:
@@ -434,6 +477,7 @@ class ImageClassifierHandler(BaseHandler):
         self.labels: dict[int, str] = {}
         self.model_name = ""
         self.model_version = ""
+        self.pool: ThreadPoolExecutor | None = None  # parallel decode/resize; None: sequential
 
     # -- load ---------------------------------------------------------------------------------------------
 
@@ -461,9 +505,11 @@ class ImageClassifierHandler(BaseHandler):
         if not model_info.get("modelFile") or not model_info.get("serializedFile"):
             raise RuntimeError("the archive needs a model file and a serialized state_dict")
         model = load_model(model_dir, model_info["modelFile"], model_info["serializedFile"], self.device)
+        if self.config["fuse"]:
+            model = fuse_conv_bn(model)
         if self.config["channels_last"]:
             model = model.to(memory_format=torch.channels_last)
-        self.model = torch.compile(model) if self.config["compile"] else model
+        self.model = compile_model(model) if self.config["compile"] else model
         labels_path = Path(model_dir) / "index_to_name.json"
         if labels_path.is_file():
             self.labels = load_labels(labels_path)
@@ -471,28 +517,38 @@ class ImageClassifierHandler(BaseHandler):
             logger.warning("%s is missing: labels will be the class indices", labels_path)
         self.model_name = str(getattr(context, "model_name", None) or model_info.get("modelName", ""))
         self.model_version = str(model_info.get("modelVersion", ""))
+        # Pillow releases the GIL while decoding and resampling, so a batch's images decode in parallel.
+        batch_size = int(properties.get("batch_size") or 1)
+        threads = min(self.config["preprocess_threads"] or torch.get_num_threads(), batch_size)
+        if threads > 1:
+            self.pool = ThreadPoolExecutor(threads, thread_name_prefix="preprocess")
         if self.config["warmup"]:
-            self._warmup(model, int(properties.get("batch_size") or 1))
+            self._warmup(model, batch_size)
         self.initialized = True
         logger.info(
-            "loaded %s %s on %s (threads %d, %s, channels_last %s, compile %s)",
+            "loaded %s %s on %s (threads %d, preprocess threads %d, %s, channels_last %s, fuse %s, "
+            "compile %s)",
             self.model_name,
             self.model_version,
             self.device,
             torch.get_num_threads(),
+            threads,
             self.config["precision"],
             self.config["channels_last"],
+            self.config["fuse"],
             self.config["compile"],
         )
 
     def _warmup(self, eager_model: torch.nn.Module, max_batch: int) -> None:
         """Run dummy batches so the first requests pay no lazy initialisation (or compilation).
 
-        On GPU every batch size up to TorchServe's batch_size is run once (the first call of a new size
-        costs ~50 ms there); on CPU one batch of 1 is enough and cheaper.
+        On GPU, and with ``compile`` (one static graph per size), every batch size up to TorchServe's
+        batch_size is run once (the first call of a new size costs ~50 ms on GPU, a compilation when
+        compiled); on CPU in eager mode one batch of 1 is enough and cheaper.
         """
         crop, k = self.config["crop_size"], self.config["max_top_k"]  # large k: loads topk's other kernels
-        sizes = range(1, min(max_batch, 64) + 1) if self.device.type == "cuda" else [1]
+        every_size = self.device.type == "cuda" or self.config["compile"]
+        sizes = range(1, min(max_batch, 64) + 1) if every_size else [1]
         try:
             for size in sizes:
                 self.inference(torch.zeros(size, crop, crop, 3, dtype=torch.uint8), k)
@@ -506,8 +562,13 @@ class ImageClassifierHandler(BaseHandler):
     # -- stages ---------------------------------------------------------------------------------------------
 
     def preprocess(self, data: Sequence[Any]) -> list[RowState]:
-        """Per row: top_k, decode, resize/crop to HWC uint8. Errors are recorded on the row, not raised."""
-        return [self._preprocess_row(row) for row in data]
+        """Per row: top_k, decode, resize/crop to HWC uint8. Errors are recorded on the row, not raised.
+
+        Rows run on the preprocessing pool when there is one (results keep the input order).
+        """
+        if self.pool is None or len(data) < 2:
+            return [self._preprocess_row(row) for row in data]
+        return list(self.pool.map(self._preprocess_row, data))
 
     def _preprocess_row(self, row: Any) -> RowState:
         start = time.perf_counter()

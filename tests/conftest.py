@@ -25,6 +25,33 @@ def torchserve_model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def torchserve_model_store_v2(torchserve_model_store: Path) -> Path:
+    """The session model store with a second version added: resnet50-2.0.mar (random weights, so version
+    "2.0-untrained", with IMAGENET1K_V2's preprocessing: resize 232). Not loaded by any TorchServe at start:
+    tests register it through the API."""
+    from handlers import build_archive
+
+    args = build_archive.parse_args(
+        [
+            "--export-path",
+            str(torchserve_model_store),
+            "--random-weights",
+            "--no-download",
+            "--seed",
+            "2",
+            "--version",
+            "2.0",
+            "--weights-variant",
+            "IMAGENET1K_V2",
+            "--archive-name",
+            "resnet50-2.0",
+        ]
+    )
+    build_archive.build(args)
+    return torchserve_model_store
+
+
+@pytest.fixture(scope="session")
 def torchserve(
     tmp_path_factory: pytest.TempPathFactory, torchserve_model_store: Path
 ) -> Iterator[TorchServe]:

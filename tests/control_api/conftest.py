@@ -31,7 +31,7 @@ from tests.control_api.fake_torchserve import FakeTorchServe, running_fake
 SECRET_KEY = secrets.token_urlsafe(48)
 ADMIN_TOKEN = "admin-token-" + secrets.token_hex(16)
 PASSWORD = "correct horse battery"
-TABLES = ("history_rollup", "history", "users")
+TABLES = ("audit_log", "history_rollup", "history", "users")
 
 
 def configured_pg_url() -> str | None:
@@ -66,6 +66,9 @@ def make_app(database_url: str, instance: Path, **overrides: Any) -> APIFlask:
         "ADMIN_USERNAME": "",
         "ADMIN_PASSWORD": "",
         "TORCHSERVE_TIMEOUT": 30.0,
+        # Off unless a test turns them on (tests log in far more often than 10 times a minute).
+        "RATE_LIMIT_ENABLED": False,
+        "REDIS_URL": "",
     }
     config.update(overrides)
     return create_app(config)

@@ -168,7 +168,14 @@ def _handler_for(fake: FakeTorchServe) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             parts = url.path.strip("/").split("/")
-            fake.requests.append({"path": url.path, "query": url.query, "size": len(body)})
+            fake.requests.append(
+                {
+                    "path": url.path,
+                    "query": url.query,
+                    "size": len(body),
+                    "request_id": self.headers.get("X-Request-ID"),
+                }
+            )
             if fake.delay_s:
                 time.sleep(fake.delay_s)
             if not fake.key_ok("inference", self.headers.get("Authorization")):

@@ -134,7 +134,11 @@ def test_stats_endpoint_shape(app, client, auth: AuthActions, seeded) -> None:
         "successful_requests",
         "failed_requests",
         "mean_processing_time_ms",
+        "error_rate",
     }
+    assert per_version["error_rate"] == pytest.approx(
+        per_version["failed_requests"] / per_version["total_requests"], abs=1e-6
+    )
 
 
 def test_stats_on_an_empty_history(client, auth: AuthActions) -> None:
@@ -308,3 +312,28 @@ def test_delete_refused_without_configured_admin_token(database_url, fake_ts, tm
         client = app.test_client()
         response = _delete(client, AuthActions(client).admin_headers(), token="")
         assert response.status_code == 403 and response.get_json()["error"] == "admin_token_not_configured"
+
+
+def test_stats_per_model_version_match_brute_force(app, client, auth: AuthActions, seeded) -> None:
+    """/stats?model=&version= narrows everything (percentiles too) so two versions can be compared."""
+    admin = auth.admin_headers()
+    now = utcnow()
+    for model, version in (("resnet50", "1.0"), ("resnet50", "2.0"), ("resnet50", None), (None, "2.0")):
+        chosen = [
+            r
+            for r in seeded
+            if (model is None or r["model_name"] == model)
+            and (version is None or r["model_version"] == version)
+        ]
+        query = "&".join(f"{k}={v}" for k, v in (("model", model), ("version", version)) if v)
+        for since in (None, now - timedelta(hours=2, minutes=13)):
+            full = query + (f"&since={since.isoformat()}Z" if since else "")
+            response = client.get(f"/stats?{full}", headers=admin)
+            assert response.status_code == 200, response.get_json()
+            assert_stats_match(response.get_json(), brute_stats(chosen, since, None))
+        listed = client.get(f"/history?{query}", headers=admin).get_json()
+        assert listed["total"] == len(chosen)
+    versions = client.get("/stats?model=resnet50&version=2.0", headers=admin).get_json()["by_model"]
+    assert set(versions) == {"resnet50"} and set(versions["resnet50"]) == {"2.0"}
+    assert client.get("/stats?model=../x", headers=admin).status_code == 422
+    assert client.get("/stats?model=nosuch", headers=admin).get_json()["total_requests"] == 0

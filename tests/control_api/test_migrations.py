@@ -20,7 +20,9 @@ EXPECTED_INDEXES = {
     "ix_history_username_created_at",
     "ix_history_model_created_at",
     "ix_history_processing_time",
+    "ix_history_request_id",
 }
+AUDIT_INDEXES = {"ix_audit_log_created_at", "ix_audit_log_action_created_at", "ix_audit_log_actor_created_at"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -41,13 +43,21 @@ def test_upgrade_then_downgrade(empty_database: str, tmp_path: Path) -> None:
         try:
             upgrade(directory=str(MIGRATIONS_DIR))
             inspector = sa.inspect(db.engine)
-            assert {"users", "history", "history_rollup", "alembic_version"} <= set(
+            assert {"users", "history", "history_rollup", "audit_log", "alembic_version"} <= set(
                 inspector.get_table_names()
             )
             assert {ix["name"] for ix in inspector.get_indexes("history")} >= EXPECTED_INDEXES
+            assert {ix["name"] for ix in inspector.get_indexes("audit_log")} == AUDIT_INDEXES
             with db.engine.connect() as conn:
                 diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
             assert diff == [], f"migrations and models disagree: {diff}"
+
+            # One step back: 0002 (audit log, request_id index) goes, the 0001 schema stays.
+            downgrade(directory=str(MIGRATIONS_DIR), revision="0001")
+            inspector = sa.inspect(db.engine)
+            assert "audit_log" not in inspector.get_table_names()
+            assert "ix_history_request_id" not in {ix["name"] for ix in inspector.get_indexes("history")}
+            assert "history" in inspector.get_table_names()
 
             downgrade(directory=str(MIGRATIONS_DIR), revision="base")
             assert set(sa.inspect(db.engine).get_table_names()) == {"alembic_version"}

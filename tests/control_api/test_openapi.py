@@ -31,3 +31,15 @@ def test_openapi_document(client) -> None:
 def test_swagger_ui(client) -> None:
     response = client.get("/docs")
     assert response.status_code == 200 and b"swagger" in response.data.lower()
+
+
+def test_openapi_documents_the_ops_endpoints(client) -> None:
+    spec = client.get("/openapi.json").get_json()
+    paths = spec["paths"]
+    assert {"/models", "/models/{name}", "/models/{name}/{version}", "/audit", "/metrics"} <= set(paths)
+    assert {"/models/{name}/{version}/default", "/models/{name}/{version}/workers"} <= set(paths)
+    for path, method in (("/models", "get"), ("/models", "post"), ("/audit", "get")):
+        assert paths[path][method]["security"] == [{"BearerAuth": []}], (path, method)
+    assert "security" not in paths["/metrics"]["get"]
+    assert "429" in paths["/token"]["post"]["responses"] and "429" in paths["/forward"]["post"]["responses"]
+    assert {"model", "version"} <= {p["name"] for p in paths["/stats"]["get"]["parameters"]}

@@ -1,9 +1,11 @@
 """The API as deployed: scripts/boot.sh (migrations, then gunicorn with 2 workers) on a free port, in front
-of the real TorchServe. Proves concurrent writes lose nothing (SQLite WAL + busy timeout, PostgreSQL) and
-that oversized uploads are refused before the body is sent."""
+of the real TorchServe. Proves concurrent writes lose nothing (SQLite WAL + busy timeout, PostgreSQL), that
+oversized uploads are refused before the body is sent, and that metrics and rate limits are right across
+the workers (prometheus-client multiprocess mode, Redis), with JSON logs."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -43,7 +45,17 @@ class Server:
 def boot_server(database_url: str, torchserve: Any, tmp_path: Path, **extra_env: str) -> Iterator[Server]:
     """scripts/boot.sh with a throwaway environment; stopped (SIGTERM to its group) afterwards."""
     port = free_ports(1)[0]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TORCHSERVE_", "API_", "ADMIN_"))}
+    own = (
+        "TORCHSERVE_",
+        "API_",
+        "ADMIN_",
+        "RATE_LIMIT_",
+        "LOG_",
+        "REDIS_URL",
+        "METRICS_TOKEN",
+        "PROMETHEUS_",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         DATABASE_URL=database_url,
@@ -205,3 +217,77 @@ def test_chunked_upload_over_the_limit_is_413(server: Server) -> None:
     )
     status = _raw_request(server, head, chunks + b"0\r\n\r\n", read_timeout=60)
     assert status.startswith("HTTP/1.1 413"), status
+
+
+def _metric(server: Server, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{server.url}/metrics", timeout=30).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+def test_metrics_rate_limits_and_logs_across_workers(
+    torchserve: Any, tmp_path: Path, small_jpeg: bytes
+) -> None:
+    """2 workers: /metrics sums both, whichever answers; the /token budget in Redis is shared; JSON logs."""
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    prefix = f"test-{secrets.token_hex(6)}"
+    metrics_dir = tmp_path / "prometheus"
+    env = {
+        "LOG_FORMAT": "json",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "RATE_LIMIT_KEY_PREFIX": prefix,
+        "RATE_LIMIT_TOKEN": "4/minute",
+    }
+    try:
+        with boot_server(f"sqlite:///{tmp_path / 'api.db'}", torchserve, tmp_path, **env) as server:
+            headers = {"Authorization": f"Bearer {_token(server, 'alice')}"}  # /token call 1 of 4
+
+            def one(i: int) -> int:
+                response = requests.post(  # a new connection each: either worker may take it
+                    f"{server.url}/forward",
+                    files={"file": ("a.jpg", small_jpeg)},
+                    headers={**headers, "X-Request-ID": f"mp-{i}"},
+                    timeout=120,
+                )
+                return response.status_code
+
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                assert list(pool.map(one, range(24))) == [200] * 24
+            # Both workers wrote values; every scrape (any worker) sees the sum.
+            assert len(list(metrics_dir.glob("counter_*.db"))) >= 2
+            for _ in range(4):
+                assert (
+                    _metric(server, "api_requests_total", endpoint="/forward", method="POST", status="200")
+                    == 24
+                )
+
+            # /token: 3 more fit the shared budget of 4 a minute, whichever worker answers; the 5th does not.
+            login = {"username": "alice", "password": "wrong password"}
+            statuses = [
+                requests.post(f"{server.url}/token", data=login, timeout=30).status_code for _ in range(4)
+            ]
+            assert statuses == [401, 401, 401, 429]
+        lines = [line for line in server.log.read_text().splitlines() if line.startswith("{")]
+        records = [json.loads(line) for line in lines]
+        access = [
+            r for r in records if r.get("logger") == "control_api.access" and r.get("path") == "/forward"
+        ]
+        assert {r["request_id"] for r in access} == {f"mp-{i}" for i in range(24)}
+        assert {r["user"] for r in access} == {"alice"} and {r["status"] for r in access} == {200}
+        assert any(r["logger"].startswith("gunicorn") for r in records)  # gunicorn's own lines are JSON too
+    finally:
+        import redis
+
+        client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        for key in client.scan_iter(match=f"*{prefix}*"):
+            client.delete(key)
+        client.close()

@@ -90,7 +90,9 @@ def test_random_weights_archive(tmp_path: Path, capsys: pytest.CaptureFixture[st
         "std": [0.229, 0.224, 0.225],
         "precision": "bf16",
         "max_image_pixels": 64_000_000,
+        "compile": False,
     }
+    assert config["startupTimeout"] == 120
     assert info["trained"] is False and info["weights_source"] == "random (seed 3)"
     # Keyed by index, in torchvision's order (which also names both cranes: 134 "crane bird", 517 "crane").
     categories = ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
@@ -191,3 +193,14 @@ def test_v2_variant_defaults_to_resize_232_unless_given() -> None:
     assert cfg("--weights-variant", "IMAGENET1K_V2", "--resize-size", "256")["resize_size"] == 256
     with pytest.raises(build_archive.BuildError, match="larger than"):
         cfg("--crop-size", "300")
+
+
+def test_compile_flag_sets_handler_compile_and_a_longer_startup_timeout() -> None:
+    def cfg(*argv: str) -> dict[str, Any]:
+        args = build_archive.parse_args(list(argv))
+        return build_archive.model_config(args, build_archive.ARCHS[args.arch])
+
+    compiled = cfg("--compile")
+    assert compiled["handler"]["compile"] is True and compiled["startupTimeout"] == 600
+    assert cfg("--compile", "--startup-timeout", "900")["startupTimeout"] == 900
+    assert cfg()["handler"]["compile"] is False and cfg()["startupTimeout"] == 120

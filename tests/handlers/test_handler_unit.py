@@ -389,3 +389,67 @@ def test_unexpected_error_in_one_row_fails_only_that_row(
     outputs = handler.handle([{"body": bad}, {"body": good}], context)
     assert outputs[0]["error"] == "unsupported_image" and context.get_response_status(0)[0] == 415
     assert "predictions" in outputs[1] and context.get_response_status(1)[0] == 200
+
+
+# --------------------------------------------------------------------------- parallel decode, conv+bn folding
+
+
+def test_parallel_preprocess_keeps_row_order_and_per_row_errors(resnet_dir: Path) -> None:
+    parallel = ch.ImageClassifierHandler()
+    parallel.initialize(make_context(resnet_dir, 8, {"preprocess_threads": 4, "warmup": False}))
+    assert parallel.pool is not None and parallel.pool._max_workers == 4
+    batch = mixed_batch()
+    rows = [row for row, _, _ in batch]
+    context = make_context(resnet_dir, len(batch))
+    outputs = parallel.handle(rows, context)
+    assert [context.get_response_status(i)[0] for i in range(len(batch))] == [s for _, s, _ in batch]
+    assert [o.get("error") for o in outputs] == [slug for _, _, slug in batch]
+    sequential = ch.ImageClassifierHandler()
+    sequential.initialize(make_context(resnet_dir, 8, {"preprocess_threads": 1, "warmup": False}))
+    assert sequential.pool is None
+    expected = sequential.handle(rows, make_context(resnet_dir, len(batch)))
+    for got, want in zip(outputs, expected, strict=True):
+        assert got.get("image") == want.get("image")
+        assert [p["class_id"] for p in got.get("predictions", [])] == [
+            p["class_id"] for p in want.get("predictions", [])
+        ]
+
+
+def test_no_pool_for_batch_size_one(resnet_dir: Path) -> None:
+    single = ch.ImageClassifierHandler()
+    single.initialize(make_context(resnet_dir, 1, {"preprocess_threads": 4, "warmup": False}))
+    assert single.pool is None
+
+
+def test_fused_model_gives_same_top1_and_close_probabilities(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = ResNet50()
+    for module in model.modules():  # non-trivial BN statistics, so the folding has something to fold
+        if isinstance(module, torch.nn.BatchNorm2d):
+            assert module.running_mean is not None and module.running_var is not None
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    model_dir = make_model_dir(tmp_path, HANDLERS_DIR / "resnet50.py", model.state_dict(), class_names(), {})
+    results = {}
+    for fuse in (True, False):
+        instance = ch.ImageClassifierHandler()
+        instance.initialize(make_context(model_dir, 4, {"fuse": fuse, "warmup": False}))
+        has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in instance.model.modules())
+        assert has_bn is not fuse
+        rows = [{"body": encode(photo(seed=seed), "JPEG"), "top_k": "5"} for seed in range(4)]
+        results[fuse] = instance.handle(rows, make_context(model_dir, 4))
+    for fused, eager in zip(results[True], results[False], strict=True):
+        assert fused["predictions"][0]["class_id"] == eager["predictions"][0]["class_id"]
+        for a, b in zip(fused["predictions"], eager["predictions"], strict=True):
+            assert abs(a["probability"] - b["probability"]) < 1e-4
+
+
+def test_fuse_falls_back_to_the_model_when_not_traceable() -> None:
+    class Branchy(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x if x.sum() > 0 else -x  # data-dependent control flow: fx cannot trace it
+
+    model = Branchy()
+    assert ch.fuse_conv_bn(model) is model

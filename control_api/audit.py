@@ -1,0 +1,208 @@
+"""The audit log: who did which admin action to what, when, and how it ended; ``GET /audit`` reads it.
+
+Audited: model registration, default-version changes, scaling and unregistration (``/models``), history
+deletion, and admin creation (the ``create-admin`` command and the ``ADMIN_USERNAME`` bootstrap).
+
+``@audited(action)`` sits under ``@admin_required`` (only admins get that far; anonymous and non-admin
+attempts are answered 401/403 and counted in the request metrics and logs, not audited, so that they
+cannot flood the table). It writes the row first, committed, with no outcome yet; if that fails the
+action is refused (503): nothing is done that the audit log would not show. After the action it
+completes the row with the status code, success and error message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from apiflask import APIBlueprint
+from flask import current_app, g, request
+from marshmallow import RAISE
+
+from . import metrics
+from .auth import admin_required
+from .errors import APIError, message_of, status_of
+from .extensions import db
+from .models import AuditLog, utcnow
+from .observability import current_request_id
+from .schemas import AuditPage, AuditQuery
+
+log = logging.getLogger(__name__)
+bp = APIBlueprint("audit", __name__, tag="Audit")
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_DETAILS_CHARS = 4000
+MAX_ERROR_MESSAGE = 1000
+
+
+@dataclass
+class AuditEntry:
+    """What the row will say; a view may refine ``target`` and add ``details`` while it runs."""
+
+    action: str
+    target: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _bounded(details: dict[str, Any]) -> dict[str, Any] | None:
+    """The details as stored: JSON-safe and at most MAX_DETAILS_CHARS (a huge body is not kept)."""
+    if not details:
+        return None
+    text = json.dumps(details, default=str)
+    if len(text) > MAX_DETAILS_CHARS:
+        return {"truncated": True, "size": len(text)}
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def _request_details() -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    if request.args:
+        details["query"] = request.args.to_dict(flat=True)
+    body = request.get_json(silent=True) if request.is_json else None
+    if body is not None:
+        details["body"] = body
+    return details
+
+
+def add_row(
+    action: str,
+    actor: str,
+    *,
+    target: str | None = None,
+    details: dict[str, Any] | None = None,
+    status_code: int | None = None,
+    success: bool | None = None,
+    error: str | None = None,
+    actor_id: int | None = None,
+) -> AuditLog:
+    """Add an audit row to the session; the caller commits it (with the action, in one transaction)."""
+    row = AuditLog(
+        created_at=utcnow(),
+        actor=actor[:128],
+        actor_id=actor_id,
+        action=action,
+        target=target[:255] if target else None,
+        details=_bounded(details or {}),
+        status_code=status_code,
+        success=success,
+        error_message=error[:MAX_ERROR_MESSAGE] if error else None,
+        request_id=current_request_id(),
+    )
+    db.session.add(row)
+    return row
+
+
+def _begin(entry: AuditEntry) -> int:
+    user = g.get("user")
+    try:
+        row = add_row(
+            entry.action,
+            user.username if user is not None else "anonymous",
+            actor_id=user.id if user is not None else None,
+            target=entry.target,
+            details=entry.details,
+        )
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        metrics.DB_ERRORS.inc()
+        log.exception("Could not write the audit row for %s; refusing the action", entry.action)
+        raise APIError(
+            503,
+            "audit_unavailable",
+            "The action was not carried out: it could not be written to the audit log. Retry shortly.",
+            headers={"Retry-After": str(current_app.config["RETRY_AFTER_SECONDS"])},
+        ) from exc
+    return int(row.id)
+
+
+def _finish(row_id: int, entry: AuditEntry, status: int, error: str | None) -> None:
+    values = {
+        "status_code": status,
+        "success": status < 400,
+        "error_message": error[:MAX_ERROR_MESSAGE] if error else None,
+        "target": entry.target[:255] if entry.target else None,
+        "details": _bounded(entry.details),
+    }
+    try:
+        db.session.execute(sa.update(AuditLog).where(AuditLog.id == row_id).values(**values))
+        db.session.commit()
+    except Exception:
+        # The action has happened; its row stays, without an outcome. Say so loudly.
+        db.session.rollback()
+        metrics.DB_ERRORS.inc()
+        log.exception("Could not record the outcome (%s) of audit row %s", status, row_id)
+
+
+def audited(action: str, target: Callable[[dict[str, Any]], str | None] | None = None) -> Callable[[F], F]:
+    """Audit the view as ``action``; ``target(view_kwargs)`` names what it acts on (the view may refine it
+    through ``g.audit``)."""
+
+    def decorate(f: F) -> F:
+        @wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            entry = g.audit = AuditEntry(action, target(kwargs) if target else None, _request_details())
+            row_id = _begin(entry)
+            try:
+                response = current_app.make_response(f(*args, **kwargs))
+            except Exception as exc:
+                db.session.rollback()
+                _finish(row_id, entry, status_of(exc), message_of(exc))
+                raise
+            _finish(row_id, entry, response.status_code, None)
+            return response
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def set_target(target: str) -> None:
+    """Name what the current audited action acts on, once the view knows it."""
+    entry: AuditEntry | None = g.get("audit")
+    if entry is not None:
+        entry.target = target
+
+
+def note(**details: Any) -> None:
+    """Add details to the current request's audit row (no-op outside an audited view)."""
+    entry: AuditEntry | None = g.get("audit")
+    if entry is not None:
+        entry.details.update(details)
+
+
+@bp.get("/audit")
+@bp.doc(
+    summary="Read the audit log of admin actions, newest first",
+    security="BearerAuth",
+    responses={401: "No token, or an invalid or expired one", 403: "Not an admin"},
+)
+@admin_required
+@bp.input(AuditQuery, location="query", unknown=RAISE)
+@bp.output(AuditPage)
+def list_audit(query_data: dict[str, Any]) -> dict[str, Any]:
+    """Filters combine: `action`, `actor`, `target`, `success`, `since` (inclusive), `until` (exclusive)."""
+    where = []
+    for name in ("action", "actor", "target", "success"):
+        if query_data.get(name) is not None:
+            where.append(getattr(AuditLog, name) == query_data[name])
+    if query_data.get("since") is not None:
+        where.append(AuditLog.created_at >= query_data["since"])
+    if query_data.get("until") is not None:
+        where.append(AuditLog.created_at < query_data["until"])
+    page, per_page = query_data["page"], query_data["per_page"]
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(AuditLog).where(*where)) or 0
+    rows = db.session.scalars(
+        sa.select(AuditLog)
+        .where(*where)
+        .order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    return {"items": rows, "total": total, "page": page, "per_page": per_page}
