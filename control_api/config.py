@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 # Secrets that appear in docs, examples and tutorials: never acceptable outside tests.
 KNOWN_WEAK_SECRETS = frozenset(
@@ -45,24 +45,25 @@ class ConfigError(RuntimeError):
     """The configuration is unusable; the message says which setting and why."""
 
 
-def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+T = TypeVar("T", int, float)
+
+
+def _env_number(env: Mapping[str, str], name: str, default: T, cast: Callable[[str], T], kind: str) -> T:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
+        return cast(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from exc
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _env_number(env, name, default, int, "an integer")
 
 
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    return _env_number(env, name, default, float, "a number")
 
 
 def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
