@@ -26,7 +26,7 @@ from marshmallow import RAISE
 
 from . import metrics
 from .auth import admin_required
-from .errors import APIError, message_of, status_of
+from .errors import ADMIN_ERRORS, APIError, message_of, status_of
 from .extensions import db
 from .models import AuditLog, utcnow
 from .observability import current_request_id
@@ -181,7 +181,7 @@ def note(**details: Any) -> None:
 @bp.doc(
     summary="Read the audit log of admin actions, newest first",
     security="BearerAuth",
-    responses={401: "No token, or an invalid or expired one", 403: "Not an admin"},
+    responses=ADMIN_ERRORS,
 )
 @admin_required
 @bp.input(AuditQuery, location="query", unknown=RAISE)

@@ -172,3 +172,7 @@ def register_error_handlers(app: APIFlask) -> None:
     app.register_error_handler(OperationalError, _database_error)
     app.register_error_handler(PoolTimeoutError, _database_error)
     app.register_error_handler(Exception, _unexpected)
+
+
+# OpenAPI responses shared by every admin-only endpoint.
+ADMIN_ERRORS = {401: "No token, or an invalid or expired one", 403: "Not an admin"}

@@ -12,7 +12,7 @@ from marshmallow import RAISE
 
 from .audit import audited, note
 from .auth import admin_required
-from .errors import APIError
+from .errors import ADMIN_ERRORS, APIError
 from .extensions import db
 from .models import History
 from .recording import delete_history
@@ -28,8 +28,6 @@ from .schemas import (
 from .stats import compute_stats
 
 bp = APIBlueprint("history", __name__, tag="History")
-
-ADMIN_ERRORS = {401: "No token, or an invalid or expired one", 403: "Not an admin"}
 
 
 def _filters(query: dict[str, Any]) -> list[Any]:

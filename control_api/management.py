@@ -29,7 +29,7 @@ from flask import current_app
 
 from .audit import audited, note, set_target
 from .auth import admin_required
-from .errors import APIError
+from .errors import ADMIN_ERRORS, APIError
 from .extensions import torchserve
 from .observability import current_request_id
 from .schemas import (
@@ -45,7 +45,6 @@ from .torchserve import UpstreamError, UpstreamResponse
 
 bp = APIBlueprint("models", __name__, tag="Models")
 
-ADMIN_ERRORS = {401: "No token, or an invalid or expired one", 403: "Not an admin"}
 MAX_PAGES = 100
 MAX_LISTED_ARCHIVES = 20
 
