@@ -23,7 +23,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
 from .errors import ERROR_SCHEMA, register_error_handlers
-from .extensions import db, jwt, migrate, torchserve
+from .extensions import db, init_sqlite, jwt, migrate, torchserve
 from .logs import configure_logging
 
 __all__ = ["create_app"]
@@ -137,6 +137,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
         configure_logging(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
 
     db.init_app(app)
+    init_sqlite(app)
     migrate.init_app(app, db)
     jwt.init_app(app)
     torchserve.init_app(app)
@@ -145,6 +146,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     from . import audit, auth, health, history, inference, management, metrics, observability, ratelimit
     from .cli import register_commands
 
+    app.request_class = inference.UploadRequest
     observability.init_app(app)  # first: every later hook, view and log line sees the request ID
     for module in (auth, inference, history, management, audit, health, metrics):
         app.register_blueprint(module.bp)

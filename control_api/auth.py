@@ -52,6 +52,8 @@ def authenticate() -> User:
         raise _unauthorized("invalid_token", "The token is malformed, forged or not valid here.") from exc
     user: User = current_user
     g.user = user
+    # Read now: after the request's commit the ORM expires it, and the access log would query it again.
+    g.username = user.username
     return user
 
 

@@ -39,6 +39,7 @@ MIN_SECRET_LENGTH = 32
 SYMMETRIC_JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_FORMATS = ("text", "json")
+SQLITE_SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
 
 
 class ConfigError(RuntimeError):
@@ -98,6 +99,7 @@ def from_env(instance_path: str, env: Mapping[str, str] | None = None) -> dict[s
         "ADMIN_USERNAME": env.get("ADMIN_USERNAME", ""),
         "ADMIN_PASSWORD": env.get("ADMIN_PASSWORD", ""),
         "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL") or f"sqlite:///{instance / 'control_api.db'}",
+        "SQLITE_SYNCHRONOUS": env.get("SQLITE_SYNCHRONOUS", "NORMAL").strip().upper(),
         "JWT_ALGORITHM": env.get("JWT_ALGORITHM", "HS256"),
         "JWT_EXPIRATION_MINUTES": jwt_minutes,
         "BCRYPT_ROUNDS": _env_int(env, "BCRYPT_ROUNDS", 12),
@@ -174,6 +176,11 @@ def _check_operations(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"{name} must look like '10/minute' or '5/second;100/hour', got {value!r}"
             ) from exc
+    if config["SQLITE_SYNCHRONOUS"] not in SQLITE_SYNCHRONOUS_MODES:
+        raise ConfigError(
+            f"SQLITE_SYNCHRONOUS must be one of {', '.join(SQLITE_SYNCHRONOUS_MODES)}, "
+            f"got {config['SQLITE_SYNCHRONOUS']!r}"
+        )
     if config["LOG_FORMAT"] not in LOG_FORMATS:
         raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {config['LOG_FORMAT']!r}")
     if int(config["MAX_MODEL_WORKERS"]) < 1:

@@ -6,11 +6,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from flask import Flask
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
 from .torchserve import TorchServeExtension
@@ -39,17 +39,29 @@ jwt = JWTManager()
 torchserve = TorchServeExtension()
 
 
-@event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL lets readers run beside the writer; busy_timeout makes writers queue instead of failing."""
-    if not isinstance(dbapi_connection, sqlite3.Connection):
+def init_sqlite(app: Flask) -> None:
+    """SQLite pragmas on every new connection of the app's engine (no-op on other databases).
+
+    WAL lets readers run beside the writer; busy_timeout makes writers queue instead of failing.
+    ``synchronous`` is SQLITE_SYNCHRONOUS: NORMAL (default) skips the fsync per commit, which WAL makes
+    safe from corruption; a power loss or OS crash (not an app crash) may lose the last commits. FULL
+    fsyncs every commit (about a millisecond on each /forward here).
+    """
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name != "sqlite":
         return
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        # FULL: a committed history row survives even an OS crash (NORMAL could lose the last commits).
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-    finally:
-        cursor.close()
+    synchronous = app.config["SQLITE_SYNCHRONOUS"]
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        if not isinstance(dbapi_connection, sqlite3.Connection):
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()

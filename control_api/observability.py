@@ -61,7 +61,6 @@ def _finish(response: Response) -> Response:
     endpoint = _endpoint_label()
     metrics.REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
     metrics.REQUEST_DURATION.labels(endpoint).observe(elapsed)
-    user = g.get("user")
     access_log.info(
         "%s %s %s %.1fms",
         request.method,
@@ -74,7 +73,7 @@ def _finish(response: Response) -> Response:
             "endpoint": endpoint,
             "status": response.status_code,
             "duration_ms": round(elapsed * 1000.0, 3),
-            "user": user.username if user is not None else None,
+            "user": g.get("username"),
             "remote_addr": request.remote_addr,
         },
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -15,6 +16,8 @@ from .extensions import db
 from .models import History, HistoryRollup
 
 HOUR = timedelta(hours=1)
+# On the table, not the ORM class: skips the ORM bulk-insert layer (a third of the insert's CPU).
+_HISTORY_INSERT = sa.insert(History.__table__)
 
 
 def hour_floor(moment: datetime) -> datetime:
@@ -39,18 +42,19 @@ def _greatest(current: Any, new: Any) -> ColumnElement[Any]:
     return sa.case((current.is_(None), new), (new.is_(None), current), (new > current, new), else_=current)
 
 
-def _rollup_values(row: History) -> dict[str, Any]:
-    size, width, height = row.input_data_size, row.image_width, row.image_height
+def _rollup_values(row: Mapping[str, Any]) -> dict[str, Any]:
+    size, width, height = row.get("input_data_size"), row.get("image_width"), row.get("image_height")
     has_dims = width is not None and height is not None
+    time_ms = row["processing_time"]
     return {
-        "bucket": hour_floor(row.created_at),
-        "status_code": row.status_code,
-        "model_name": row.model_name or "",
-        "model_version": row.model_version or "",
+        "bucket": hour_floor(row["created_at"]),
+        "status_code": row["status_code"],
+        "model_name": row.get("model_name") or "",
+        "model_version": row.get("model_version") or "",
         "request_count": 1,
-        "time_sum": row.processing_time,
-        "time_min": row.processing_time,
-        "time_max": row.processing_time,
+        "time_sum": time_ms,
+        "time_min": time_ms,
+        "time_max": time_ms,
         "size_count": int(size is not None),
         "size_sum": size or 0,
         "size_min": size,
@@ -93,12 +97,12 @@ def _rollup_upsert(dialect: str) -> Any:
     )
 
 
-def record(row: History) -> None:
-    """Insert ``row`` and fold it into its hour's rollup; committed when this returns."""
+def record(row: Mapping[str, Any]) -> None:
+    """Insert the history row (column name -> value; ``created_at`` required) and fold it into its hour's
+    rollup; committed when this returns. A Core insert: no ORM object or unit of work on the hot path."""
     session = db.session
     try:
-        session.add(row)
-        session.flush()
+        session.execute(_HISTORY_INSERT, row)
         session.execute(_rollup_upsert(dialect_name()), _rollup_values(row))
         session.commit()
     except Exception:

@@ -1,7 +1,8 @@
 """A stand-in TorchServe on a free loopback port, for fault injection and fast unit tests.
 
 It speaks the parts of TorchServe 0.12 the control API uses: ``/ping``, ``/predictions/<model>[/<version>]``
-(raw image body, ``top_k`` query parameter) and the management ``/token?type=inference`` renewal, with
+(a raw image body with ``X-Top-K``, or multipart with a ``top_k`` field, as our handler reads them)
+and the management ``/token?type=inference`` renewal, with
 token authorization backed by a real ``key_file.json`` that it rewrites on renewal like TorchServe does.
 Knobs: ``delay_s`` (answer late: 504 tests), ``expire_inference_key()``, ``fail_renewals``.
 The real-TorchServe tests (test_live.py, test_server.py) cover the real thing.
@@ -174,6 +175,8 @@ def _handler_for(fake: FakeTorchServe) -> type[BaseHTTPRequestHandler]:
                     "query": url.query,
                     "size": len(body),
                     "request_id": self.headers.get("X-Request-ID"),
+                    "content_type": self.headers.get("Content-Type"),
+                    "top_k_header": self.headers.get("X-Top-K"),
                 }
             )
             if fake.delay_s:
@@ -194,7 +197,8 @@ def _handler_for(fake: FakeTorchServe) -> type[BaseHTTPRequestHandler]:
             form, files = _parse_multipart(self.headers.get("Content-Type", ""), body)
             fake.requests[-1]["form"] = form
             image = files.get("data", body if not form and not files else b"")
-            return self._send(*fake.classify(model, image, int(form.get("top_k", "5"))))
+            top_k = form.get("top_k") or self.headers.get("X-Top-K") or "5"
+            return self._send(*fake.classify(model, image, int(top_k)))
 
     return Handler
 

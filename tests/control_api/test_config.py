@@ -163,3 +163,25 @@ def test_invalid_admin_from_environment_refused(tmp_path: Path) -> None:
                 "ADMIN_PASSWORD": PASSWORD,
             }
         )
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, 1), ("full", 2)])
+def test_sqlite_connections_use_wal_and_the_configured_sync(
+    tmp_path: Path, setting: str | None, expected: int
+) -> None:
+    overrides = {} if setting is None else {"SQLITE_SYNCHRONOUS": setting.upper()}
+    url = f"sqlite:///{tmp_path / 'sync.db'}"
+    with (
+        app_on(url, tmp_path / "instance", **overrides) as app,
+        app.app_context(),
+        db.engine.connect() as conn,
+    ):
+        pragmas = [
+            conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in ("journal_mode", "synchronous")
+        ]
+    assert pragmas == ["wal", expected]  # synchronous: 1 is NORMAL (the default), 2 is FULL
+
+
+def test_unknown_sqlite_sync_mode_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SQLITE_SYNCHRONOUS"):
+        _production_app(tmp_path, SECRET_KEY=STRONG, SQLITE_SYNCHRONOUS="OFF")

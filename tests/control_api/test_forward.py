@@ -71,8 +71,12 @@ def test_single_image(app, client, auth: AuthActions) -> None:
 def test_top_k_from_form_and_default(client, auth: AuthActions, fake_ts) -> None:
     headers = auth.headers()
     assert len(forward(client, headers, png(), top_k="7").get_json()["predictions"]) == 7
-    assert len(forward(client, headers, png()).get_json()["predictions"]) == 5
-    assert fake_ts.requests[-1]["form"] == {"top_k": "5"}
+    image = png()
+    assert len(forward(client, headers, image).get_json()["predictions"]) == 5
+    # The image goes upstream raw, top_k in a header (no multipart for TorchServe's frontend to decode).
+    sent = fake_ts.requests[-1]
+    assert (sent["content_type"], sent["top_k_header"], sent["form"]) == ("application/octet-stream", "5", {})
+    assert sent["size"] == len(image)
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ def make_rows(app, count: int, start: datetime, span: timedelta, seed: int = 7) 
                 "result": {"class_id": 1, "label": "goldfish", "probability": 0.5} if has_image else None,
                 "error_message": None if has_image else "failed",
             }
-            record(History(**row))
+            record(row)
             rows.append(row)
     return rows
 

@@ -166,13 +166,18 @@ def test_concurrent_forwards_are_all_recorded(server: Server, small_jpeg: bytes)
     assert stats["total_requests"] == 65 and stats["status_codes"] == {"200": 64, "401": 1}
 
 
-def _raw_request(server: Server, head: str, body: bytes = b"", read_timeout: float = 10.0) -> str:
-    """Send ``head`` (and ``body``) on a raw socket; return the status line of the answer."""
+def _raw_request(
+    server: Server, head: str, body: bytes = b"", read_timeout: float = 10.0, half_close: bool = False
+) -> str:
+    """Send ``head`` (and ``body``) on a raw socket; return the status line of the answer.
+    ``half_close``: then stop sending (the server reads end-of-stream) but keep reading."""
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=read_timeout) as sock:
         sock.sendall(head.encode("latin-1"))
         with suppress(OSError):  # the server may close before taking the whole body
             sock.sendall(body)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
         data = b""
         with suppress(OSError):
             while b"\r\n" not in data:
@@ -195,6 +200,22 @@ def test_oversized_upload_refused_before_the_body_is_sent(server: Server) -> Non
     status = _raw_request(server, head)  # not one byte of the 200 MB body is sent
     assert status.startswith("HTTP/1.1 413"), status
     assert time.perf_counter() - started < 5
+
+
+def test_body_shorter_than_its_content_length_is_400_and_recorded(server: Server, small_jpeg: bytes) -> None:
+    token = _token(server, "dave")
+    admin = {"Authorization": f"Bearer {_token(server, 'root')}"}
+    part = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n' + small_jpeg
+    head = (
+        "POST /forward HTTP/1.1\r\nHost: test\r\n"
+        f"Authorization: Bearer {token}\r\n"
+        "Content-Type: multipart/form-data; boundary=xyz\r\n"
+        f"Content-Length: {len(part) + 1000}\r\n\r\n"
+    )
+    status = _raw_request(server, head, part, half_close=True)  # 1000 bytes never come
+    assert status.startswith("HTTP/1.1 400"), status
+    listed = requests.get(f"{server.url}/history?username=dave", headers=admin, timeout=30).json()
+    assert [item["status_code"] for item in listed["items"]] == [400]
 
 
 def test_chunked_upload_over_the_limit_is_413(server: Server) -> None:

@@ -1,18 +1,14 @@
-"""The TorchServe client's pieces: the key file, renewal shared by several workers, the multipart body."""
+"""The TorchServe client's pieces: the key file and its renewal shared by several workers."""
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-from werkzeug.formparser import parse_form_data
-
-from control_api.torchserve import KeyStore, MultipartBody, TorchServeClient, UpstreamResponse, _parse_instant
+from control_api.torchserve import KeyStore, TorchServeClient, UpstreamResponse, _parse_instant
 
 
 def write_keys(path: Path, inference: str, expires: datetime | None = None) -> None:
@@ -93,30 +89,6 @@ def test_renewal_runs_once_across_workers(tmp_path: Path) -> None:
     assert results == ["fresh-1"] * 8
 
 
-@pytest.mark.parametrize("block", [-1, 1, 7, 16384])
-def test_multipart_body_streams_and_rewinds(block: int) -> None:
-    image = b"\x89PNG\r\n--not-a-boundary\r\n" + bytes(range(256)) * 100
-    stream = io.BytesIO(b"ignored prefix" + image)
-    stream.seek(len(b"ignored prefix"))
-    body = MultipartBody(stream, len(image), {"top_k": "7"})
-    for _ in range(2):  # a retried call sends it again
-        body.rewind()
-        pieces = []
-        while chunk := body.read(block):
-            assert block < 0 or len(chunk) <= block
-            pieces.append(chunk)
-        data = b"".join(pieces)
-        assert len(data) == len(body)
-        environ = {
-            "REQUEST_METHOD": "POST",
-            "CONTENT_TYPE": body.content_type,
-            "CONTENT_LENGTH": str(len(data)),
-            "wsgi.input": io.BytesIO(data),
-        }
-        _, form, files = parse_form_data(environ)
-        assert form["top_k"] == "7" and files["data"].read() == image
-
-
 def test_invalid_key_detection() -> None:
     torchserve_400 = {
         "code": 400,
@@ -140,4 +112,4 @@ def test_ping_reports_an_unreachable_torchserve(tmp_path: Path) -> None:
         }
     )
     healthy, detail = client.ping()
-    assert not healthy and "unavailable" in detail
+    assert not healthy and "unreachable" in detail

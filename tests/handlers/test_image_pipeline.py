@@ -330,6 +330,19 @@ def test_top_k_from_json_body() -> None:
     assert ch.parse_top_k({"body": {"data": "x", "top_k": 2}}) == 2
 
 
+def test_top_k_header_applies_when_the_row_has_none() -> None:
+    assert ch.parse_top_k({"body": b"jpeg"}, 5, 100, header="3") == 3
+    assert ch.parse_top_k({"top_k": b"2"}, 5, 100, header="3") == 2  # a form field wins
+    assert rejected(ch.parse_top_k, {"body": b"jpeg"}, 5, 100, "0") == (422, "invalid_top_k")
+
+
+def test_header_lookup_ignores_case_and_per_part_entries() -> None:
+    headers = {"body": {"content-type": "image/jpeg"}, "X-Top-K": "4", "x-request-id": "r"}
+    assert ch.header_value(headers, "x-top-k") == "4"
+    assert ch.header_value({"x-top-k": {"content-type": "text/plain"}}, "x-top-k") is None
+    assert ch.header_value(None, "x-top-k") is None
+
+
 # --------------------------------------------------------------------------------------------- transform
 
 

@@ -85,6 +85,13 @@ def test_multipart_file_part_and_top_k_field(torchserve: TorchServe, small_jpeg:
     assert_prediction(post(torchserve, files=files, data={"top_k": "3"}), top_k=3)
 
 
+def test_raw_body_with_top_k_header(torchserve: TorchServe, small_jpeg: bytes) -> None:
+    """What the control API sends: the image raw, top_k in X-Top-K (a form field would need multipart)."""
+    raw = {"Content-Type": "application/octet-stream"}
+    assert_prediction(post(torchserve, data=small_jpeg, headers={**raw, "X-Top-K": "3"}), top_k=3)
+    assert_error(post(torchserve, data=small_jpeg, headers={**raw, "x-top-k": "0"}), 422, "invalid_top_k")
+
+
 def test_multipart_data_part(torchserve: TorchServe) -> None:
     r = post(torchserve, files={"data": ("x.png", png_bytes(), "image/png")})
     assert_prediction(r, size=(64, 48))
