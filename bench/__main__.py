@@ -5,7 +5,7 @@ Order, one server stack at a time because the box has 2 cores:
 2. the 12 MP decode + resize micro-bench (the handler's pure functions), in its own process;
 3. (b) TorchServe + the stock ``image_classifier`` handler: start, measure, stop;
 4. (c) TorchServe + our handler (fp32): start, measure; then (d) the control API in front of that same
-   TorchServe: start, measure, stop both;
+   TorchServe: start, measure; then the API-added latency from alternating (c)/(d) runs; stop both;
 5. the same (c)/(d) pair with the ``fast`` (bf16) archive;
 6. GET /stats over 1,000,000 seeded history rows, SQLite then PostgreSQL.
 
@@ -34,7 +34,7 @@ from typing import Any
 
 from bench import report
 from bench.images import bench_images
-from bench.runner import CellPlan, QuietGate, Target, run_target
+from bench.runner import CellPlan, QuietGate, Target, paired_p50_difference, run_target
 from bench.torchserve import (
     OUR_ARCHIVE_ARGS,
     REPO,
@@ -209,12 +209,14 @@ class Bench:
             target.fields = ["timings_ms.preprocess", "timings_ms.inference"]
             target.metrics_url = ts.metrics_url
             self.measure(target)
-            self.full_stack(ts, precision)
+            self.full_stack(ts, target)
 
-    def full_stack(self, ts: TorchServe, precision: str) -> None:
-        """(d) through the control API in front of ``ts``; failures here do not lose (c)'s cells."""
+    def full_stack(self, ts: TorchServe, direct: Target) -> None:
+        """(d) through the control API in front of ``ts``; failures here do not lose (c)'s cells.
+        For fp32, then the API-added latency as paired (c)/(d) runs (see ``paired_p50_difference``)."""
         from bench import api
 
+        precision = direct.precision
         with (
             self.step(f"(d) full stack {precision}"),
             api.start_api(ts, self.tmp / f"api_{precision}") as server,
@@ -223,6 +225,16 @@ class Bench:
             target = api.api_target(server, precision)
             target.metrics_url = ts.metrics_url
             self.measure(target)
+            if precision == "fp32":
+                self.api_added(direct, target)
+
+    def api_added(self, direct: Target, full: Target) -> None:
+        rounds, seconds = (3, 2.0) if self.args.quick else (7, 5.0)
+        small = next(image for image in self.images if image.key == "small")
+        self.gate.wait(log)
+        res = paired_p50_difference(direct, full, small, rounds, seconds, self.tmp / "loadgen")
+        self.results["api_added"] = res
+        log(f"  API-added p50, paired (c)/(d) runs, small, c=1: {res['median_diff_ms']:.2f} ms")
 
     def stats(self) -> None:
         from bench import stats_seed

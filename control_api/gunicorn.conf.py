@@ -64,6 +64,16 @@ def on_exit(server):
         shutil.rmtree(made, ignore_errors=True)
 
 
+# --- Garbage collection. --------------------------------------------------------------------------------
+def post_worker_init(worker):
+    """The app is loaded: move what it allocated so far (about 110,000 objects) out of the collector's
+    way. A full collection otherwise walks all of them, about 55 ms on this box, stalling the worker's
+    requests meanwhile; those objects live as long as the worker anyway."""
+    import gc
+
+    gc.freeze()
+
+
 # --- Logging. ---------------------------------------------------------------------------------------------
 def _logs_module():
     """control_api/logs.py by path: the master formats its lines without importing the whole app."""

@@ -312,3 +312,16 @@ def test_metrics_rate_limits_and_logs_across_workers(
         for key in client.scan_iter(match=f"*{prefix}*"):
             client.delete(key)
         client.close()
+
+
+def test_workers_freeze_what_the_app_loaded() -> None:
+    """gunicorn.conf.py's post_worker_init: objects alive after the app loads leave the collector's walk."""
+    import gc
+    import runpy
+
+    conf = runpy.run_path(str(ROOT / "control_api" / "gunicorn.conf.py"))
+    try:
+        conf["post_worker_init"](None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
