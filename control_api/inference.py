@@ -172,8 +172,8 @@ Outcome = tuple[dict[str, Any] | APIError, float]
 class UploadRequest(Request):
     """Uploaded files stay in memory (``io.BytesIO``) instead of werkzeug's temporary file past 500 KB.
 
-    A 12 MP photo then costs no file creation, disk write and read back, and goes upstream in one piece
-    (``torchserve.MultipartBody``). Memory is bounded: a request body is at most MAX_CONTENT_LENGTH, so a
+    A 12 MP photo then costs no file creation, disk write and read back, and goes upstream as the same
+    buffer (``Upload.of``). Memory is bounded: a request body is at most MAX_CONTENT_LENGTH, so a
     process holds at most that times its threads.
     """
 
