@@ -61,6 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="seconds per cell at 8 clients (default 20; quick 3)")
     p.add_argument("--duration-c1", type=float, help="seconds per cell at 1 client (default 10; quick 2)")
     p.add_argument("--warmup", type=float, help="warm-up seconds before each cell (default 4; quick 1.5)")
+    p.add_argument(
+        "--server-warmup",
+        type=float,
+        help="untimed seconds of load on each fresh server before its first cell (default 30; quick 3)",
+    )
     p.add_argument("--stats-rows", type=int, help="history rows for /stats (default 1,000,000; quick 50,000)")
     p.add_argument(
         "--quiet-wait",
@@ -76,6 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.duration = args.duration or (3.0 if q else 20.0)
     args.duration_c1 = args.duration_c1 or (2.0 if q else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.5 if q else 4.0)
+    args.server_warmup = args.server_warmup if args.server_warmup is not None else (3.0 if q else 30.0)
     args.stats_rows = args.stats_rows or (50_000 if q else 1_000_000)
     args.quiet_wait = args.quiet_wait if args.quiet_wait is not None else (15.0 if q else 60.0)
     args.steps = [s.strip() for s in args.steps.split(",") if s.strip()]
@@ -112,10 +118,16 @@ def meta(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         "torchserve": ts_version,
         "python": platform.python_version(),
         "images": images,
-        "durations_s": {"c1": args.duration_c1, "c8": args.duration, "warmup": args.warmup},
+        "durations_s": {
+            "c1": args.duration_c1,
+            "c8": args.duration,
+            "warmup": args.warmup,
+            "server_warmup": args.server_warmup,
+        },
         "clients_note": (
             f"closed loop, keep-alive, {args.duration:g} s at 8 clients and {args.duration_c1:g} s at 1 "
-            f"client after {args.warmup:g} s warm-up; load generator in its own process"
+            f"client after {args.warmup:g} s warm-up, each server warmed up for {args.server_warmup:g} s "
+            "first; load generator in its own process"
         ),
         "loadavg_at_start": os.getloadavg(),
     }
@@ -142,7 +154,10 @@ class Bench:
         self.images = bench_images()
         self.gate = QuietGate(max_wait_s=args.quiet_wait, budget_s=5 * args.quiet_wait)
         self.plan = CellPlan(
-            duration_s={1: args.duration_c1, 8: args.duration}, warmup_s=args.warmup, gate=self.gate
+            duration_s={1: args.duration_c1, 8: args.duration},
+            warmup_s=args.warmup,
+            gate=self.gate,
+            server_warmup_s=args.server_warmup,
         )
 
     def save(self) -> None:

@@ -25,8 +25,8 @@ Per request row (see the project contract):
   JPEGs decodes in about half the time. Each row keeps its own error.
 - model: BatchNorm folded into the convs at load (``fuse``, torch.fx; ~10 % faster on CPU), optionally
   ``torch.compile`` (inductor, frozen weights, one static graph per batch size compiled at load).
-- inference: the whole batch once, under ``torch.inference_mode()``, channels_last, fp32 or bf16 autocast;
-  softmax in fp32; top-k per row.
+- inference: the whole uint8 batch once, under ``torch.inference_mode()``, channels_last, fp32 or bf16
+  autocast; the normalisation is part of the served (and compiled) module; softmax in fp32; top-k per row.
 - output and errors: see ``ImageClassifierHandler.postprocess`` and ``ImageClassifierHandler.InputError``.
 
 Handler settings come from ``model-config.yaml`` (``handler:`` section), see ``DEFAULT_CONFIG``.
@@ -320,12 +320,23 @@ def resize_crop(img: Image.Image, resize_size: int = 256, crop_size: int = 224) 
     return np.asarray(out)
 
 
+def normalization(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x / 255 - mean) / std`` as ``x * scale + shift``: the (1, 3, 1, 1) scale and shift tensors."""
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std]).view(1, 3, 1, 1)
+    shift = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)]).view(1, 3, 1, 1)
+    return scale, shift
+
+
+def scale_shift(batch: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """NHWC uint8 -> NCHW float32 ``x * scale + shift``, in channels_last memory layout."""
+    x = batch.permute(0, 3, 1, 2).float()  # a permuted NHWC tensor is NCHW with channels_last strides
+    return x.mul_(scale).add_(shift)
+
+
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """NHWC uint8 -> NCHW float32 ``(x / 255 - mean) / std``, kept in channels_last memory layout."""
-    x = batch.permute(0, 3, 1, 2).float()  # a permuted NHWC tensor is NCHW with channels_last strides
-    scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=x.device).view(1, 3, 1, 1)
-    shift = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)], device=x.device).view(1, 3, 1, 1)
-    return x.mul_(scale).add_(shift)
+    scale, shift = normalization(mean, std)
+    return scale_shift(batch, scale.to(batch.device), shift.to(batch.device))
 
 
 def transform_image(
@@ -489,9 +500,34 @@ class ImageClassifierHandler(BaseHandler):
             self.slug = slug
             self.message = message
 
+    class ServedModel(torch.nn.Module):
+        """The network behind its input transform: NHWC uint8 batch in, logits out.
+
+        Normalising inside the module lets ``torch.compile`` fuse it with the layout change and autocast's
+        bf16 cast into one pass over the batch, instead of three eager passes (about 3 % of a bf16 batch's
+        time on 2 cores). Nested for the same reason as ``InputError``.
+        """
+
+        scale: torch.Tensor
+        shift: torch.Tensor
+
+        def __init__(
+            self, net: torch.nn.Module, mean: Sequence[float], std: Sequence[float], channels_last: bool
+        ) -> None:
+            super().__init__()
+            self.net = net
+            self.layout = torch.channels_last if channels_last else torch.contiguous_format
+            scale, shift = normalization(mean, std)
+            self.register_buffer("scale", scale, persistent=False)
+            self.register_buffer("shift", shift, persistent=False)
+
+        def forward(self, batch: torch.Tensor) -> torch.Tensor:
+            x = scale_shift(batch, self.scale, self.shift)
+            return self.net(x.contiguous(memory_format=self.layout))
+
     def __init__(self) -> None:
         super().__init__()
-        self.model: Any = None  # the nn.Module, or its torch.compile wrapper
+        self.model: Any = None  # ServedModel (normalisation + network), or its torch.compile wrapper
         self.config: dict[str, Any] = dict(DEFAULT_CONFIG)
         self.labels: dict[int, str] = {}
         self.model_name = ""
@@ -528,7 +564,9 @@ class ImageClassifierHandler(BaseHandler):
             model = fuse_conv_bn(model)
         if self.config["channels_last"]:
             model = model.to(memory_format=torch.channels_last)
-        self.model = compile_model(model) if self.config["compile"] else model
+        cfg = self.config
+        model = self.ServedModel(model, cfg["mean"], cfg["std"], cfg["channels_last"]).to(self.device).eval()
+        self.model = compile_model(model) if cfg["compile"] else model
         labels_path = Path(model_dir) / "index_to_name.json"
         if labels_path.is_file():
             self.labels = load_labels(labels_path)
@@ -626,9 +664,7 @@ class ImageClassifierHandler(BaseHandler):
         ``k`` (first extra argument) is the largest top_k in the batch; rows slice their own k later.
         """
         k = int(args[0]) if args else int(kwargs.get("k", self.config["default_top_k"]))
-        x = normalize(data.to(self.device, non_blocking=True), self.config["mean"], self.config["std"])
-        layout = torch.channels_last if self.config["channels_last"] else torch.contiguous_format
-        x = x.contiguous(memory_format=layout)
+        x = data.to(self.device, non_blocking=True)
         autocast = (
             torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
             if self.config["precision"] == "bf16"

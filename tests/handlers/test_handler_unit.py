@@ -194,7 +194,7 @@ def test_all_rows_bad_skips_inference(handler: ch.ImageClassifierHandler, resnet
 
 def test_model_on_cpu_in_channels_last_and_threads_set(handler: ch.ImageClassifierHandler) -> None:
     assert handler.device == torch.device("cpu")
-    conv = handler.model.conv1.weight
+    conv = handler.model.net.conv1.weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
     assert not handler.model.training
     cores = len(os.sched_getaffinity(0))
