@@ -380,3 +380,20 @@ def test_normalize_keeps_channels_last() -> None:
         STD
     ).view(1, 3, 1, 1)
     assert torch.allclose(out, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_served_model_normalises_uint8_batches_like_normalize(channels_last: bool) -> None:
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten()).eval()
+    seen: list[torch.Tensor] = []
+    net.register_forward_pre_hook(lambda _module, args: seen.append(args[0]))
+    batch = torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8)
+    served = ch.ImageClassifierHandler.ServedModel(net, MEAN, STD, channels_last).eval()
+    with torch.inference_mode():
+        out = served(batch)
+        expected = net(ch.normalize(batch, MEAN, STD))
+    assert torch.allclose(out, expected, atol=1e-5)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert seen[0].is_contiguous(memory_format=layout)
+    # The constants are not weights: the archive's state_dict loads into the network as before.
+    assert set(served.state_dict()) == {f"net.{key}" for key in net.state_dict()}
