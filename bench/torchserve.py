@@ -109,10 +109,11 @@ def build_stock_archive(work: Path, export: Path, seed: int = 0) -> str:
 # - two workers of one thread each, batches of 4: one worker's batch runs while the other's results go
 #   back and its next batch comes in, which a single worker spends idle (13 % of its time in bf16). At 8
 #   clients: bf16 +4-5 %, fp32 12 MP +5 %, fp32 small within noise (-2 %) of one worker x 2 threads x 8;
-#   the price is latency at 1 client (a batch runs on one core);
-# - maxBatchDelay 5 ms instead of 20: a lone request stops waiting 20 ms for company (small JPEG, 1 client:
-#   p50 65 -> 48 ms), and at 8 clients a worker no longer idles for stragglers (+5-8 % in the same run).
-OUR_ARCHIVE_ARGS = ("--compile", "--workers", "2", "--batch-size", "4", "--max-batch-delay", "5")
+#   the price is latency at 1 client (a batch runs on one core).
+# maxBatchDelay stays 20 ms. 5 ms cut (c)'s 1-client p50 from 65 to 48 ms and helped (c) at 8 clients, but
+# behind the API requests reach TorchServe spread out, batches got smaller, and (d) lost 11 % (12 MP fp32)
+# and 17 % (small bf16) in a full run.
+OUR_ARCHIVE_ARGS = ("--compile", "--workers", "2", "--batch-size", "4")
 
 
 def build_our_archive(export: Path, precision: str = "fp32", extra_args: list[str] | None = None) -> str:
