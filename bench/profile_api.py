@@ -1,11 +1,12 @@
 """Where the control API's time goes: py-spy on the gunicorn workers while the bench's load runs.
 
-``python -m bench.profile_api [--image small|12mp] [--clients 1] [--seconds 20]`` starts TorchServe with the
-bench's archive and the control API in front of it (as ``make bench`` does for (d)), sends closed-loop load
-through /forward, and samples every gunicorn worker with py-spy (only threads holding the GIL: Python CPU,
-not waiting on TorchServe). It prints the share of the request's samples spent in each stage of the
-/forward path and writes the collapsed stacks to ``bench/results/profile_api_<image>_c<clients>.txt`` (for
-flamegraph.pl or speedscope). Needs ptrace rights on the workers (root, or ``kernel.yama.ptrace_scope=0``).
+``python -m bench.profile_api [--image small|12mp] [--clients 1] [--seconds 20] [--precision fp32|bf16]``
+starts TorchServe with the bench's archive and the control API in front of it (as ``make bench`` does for
+(d)), sends closed-loop load through /forward, and samples every gunicorn worker with py-spy (only threads
+holding the GIL: Python CPU, not waiting on TorchServe). It prints the share of the request's samples spent
+in each stage of the /forward path and writes the collapsed stacks to
+``bench/results/profile_api_<precision>_<image>_c<clients>.txt`` (for flamegraph.pl or speedscope). Needs
+ptrace rights on the workers (root, or ``kernel.yama.ptrace_scope=0``).
 """
 
 from __future__ import annotations
@@ -51,15 +52,15 @@ def stage_shares(collapsed: Path) -> tuple[int, dict[str, int]]:
     return total, dict(counts)
 
 
-def profile(image_key: str, clients: int, seconds: float, rate: int) -> int:
+def profile(image_key: str, clients: int, seconds: float, rate: int, precision: str = "fp32") -> int:
     image = next(im for im in bench_images() if im.key == image_key)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"profile_api_{image_key}_c{clients}"
+    stem = RESULTS / f"profile_api_{precision}_{image_key}_c{clients}"
     with tempfile.TemporaryDirectory(prefix="profile_api_") as tmp:
         root = Path(tmp)
-        archive = build_our_archive(root / "store", "fp32")
+        archive = build_our_archive(root / "store", precision)
         with serve(root / "ts", root / "store", archive) as ts, start_api(ts, root / "api") as server:
-            target = api_target(server, "fp32")
+            target = api_target(server, precision)
             warm = CellPlan(duration_s={clients: 5.0}, warmup_s=3.0, gate=QuietGate(0.0, 0.0))
             run_loadgen(write_spec(target, image, clients, warm, root / "warm"))  # compiled graph, pools
             plan = CellPlan(duration_s={clients: seconds}, warmup_s=0.0, gate=QuietGate(0.0, 0.0))
@@ -74,7 +75,7 @@ def profile(image_key: str, clients: int, seconds: float, rate: int) -> int:
     total, stages = stage_shares(Path(f"{stem}.txt"))
     requests = result["requests"]
     print(
-        f"{image_key}, {clients} client(s): {result['throughput_rps']:.2f} req/s, "
+        f"{precision}, {image_key}, {clients} client(s): {result['throughput_rps']:.2f} req/s, "
         f"p50 {result['latency_ms']['p50']:.1f} ms (under py-spy at {rate} Hz)"
     )
     print(
@@ -98,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="the archive's")
     args = parser.parse_args(argv)
-    return profile(args.image, args.clients, args.seconds, args.rate)
+    return profile(args.image, args.clients, args.seconds, args.rate, args.precision)
 
 
 if __name__ == "__main__":
