@@ -1,11 +1,11 @@
-"""flask --app control_api create-admin / seed-history / bench-stats."""
+"""flask --app control_api create-admin."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
 from control_api.extensions import db
-from control_api.models import History, User
+from control_api.models import User
 from tests.control_api.conftest import PASSWORD
 
 
@@ -42,15 +42,3 @@ def test_create_admin_promotes_an_existing_user(app, runner, auth) -> None:
 def test_create_admin_validates(runner) -> None:
     assert runner.invoke(args=["create-admin", "x", "--password", PASSWORD]).exit_code != 0
     assert runner.invoke(args=["create-admin", "boss", "--password", "short"]).exit_code != 0
-
-
-def test_seed_history_needs_confirmation_then_bench(app, runner) -> None:
-    assert runner.invoke(args=["seed-history", "--rows", "10"]).exit_code != 0
-    result = runner.invoke(args=["seed-history", "--rows", "2000", "--yes"])
-    assert result.exit_code == 0, result.output
-    with app.app_context():
-        assert db.session.scalar(sa.select(sa.func.count()).select_from(History)) == 2000
-    runner.invoke(args=["create-admin", "boss", "--password", PASSWORD])
-    result = runner.invoke(args=["bench-stats", "--repeat", "2"])
-    assert result.exit_code == 0, result.output
-    assert "2000 history rows" in result.output
