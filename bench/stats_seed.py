@@ -74,7 +74,7 @@ def admin_headers(app: Any) -> dict[str, str]:
     from flask_jwt_extended import create_access_token
 
     from control_api.extensions import db
-    from control_api.models import User
+    from control_api.tables import User
 
     with app.app_context():
         admin = User(username="bench_admin", is_admin=True)

@@ -1,7 +1,8 @@
 """Configuration: defaults, read from the environment, then checked.
 
-Every setting can come from an environment variable of the same name. ``create_app(test_config)``
-applies ``test_config`` last, so tests can override anything.
+Every setting can come from an environment variable of the same name, or from ``instance/secrets.env``
+for what the environment leaves unset. ``create_app(test_config)`` applies ``test_config`` last, so tests
+can override anything.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ SYMMETRIC_JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_FORMATS = ("text", "json")
 SQLITE_SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
+MULTIPART_ENVELOPE_BYTES = 64 * 1024
 
 
 class ConfigError(RuntimeError):
@@ -77,6 +79,20 @@ def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (as scripts/init_secrets.sh writes them); comments and blank lines skipped."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, value = line.split("=", 1)
+        values[name.strip()] = value.strip().strip("'\"")
+    return values
 
 
 def normalize_database_url(url: str) -> str:
@@ -151,9 +167,10 @@ def finalize(config: dict[str, Any]) -> None:
     if not config.get("TESTING"):
         check_secret(config["SECRET_KEY"])
     _check_operations(config)
-    # A multipart envelope (boundaries, part headers, the top_k/model fields) on top of the files.
+    # The upload limit (body_limits.py checks it): the files together, and the whole body, which adds a
+    # multipart envelope (boundaries, part headers, the top_k/model fields) on top of the files.
     config["MAX_UPLOAD_BYTES"] = int(config["MAX_UPLOAD_MB"]) * 1024 * 1024
-    config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_BYTES"] + 64 * 1024
+    config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_BYTES"] + MULTIPART_ENVELOPE_BYTES
     config["JWT_SECRET_KEY"] = config["SECRET_KEY"]
     # Decode with exactly the one algorithm we sign with: no "none", no RS/HS confusion.
     config["JWT_DECODE_ALGORITHMS"] = [config["JWT_ALGORITHM"]]
@@ -164,7 +181,8 @@ def finalize(config: dict[str, Any]) -> None:
 
 
 def _check_operations(config: dict[str, Any]) -> None:
-    """The settings of issue 4 (rate limits, logs, model management): refuse what would fail later."""
+    """Rate limits, the SQLite mode, logs, model management, proxies and Redis: refuse what would fail
+    later."""
     from limits import parse_many
 
     for name in ("RATE_LIMIT_TOKEN", "RATE_LIMIT_REGISTER", "RATE_LIMIT_FORWARD"):

@@ -17,6 +17,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
+from .ops.counters import DB_ERRORS
+
 log = logging.getLogger(__name__)
 
 # The slug for errors raised without one (werkzeug's, or APIFlask's), by status code.
@@ -146,9 +148,7 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _database_error(exc: Exception) -> Response:
-    from . import metrics  # metrics imports this module
-
-    metrics.DB_ERRORS.inc()
+    DB_ERRORS.inc()
     log.exception("Database unavailable")
     response = jsonify(error_body(503, "database_unavailable", "The database is unavailable; retry shortly."))
     response.status_code = 503
@@ -172,7 +172,3 @@ def register_error_handlers(app: APIFlask) -> None:
     app.register_error_handler(OperationalError, _database_error)
     app.register_error_handler(PoolTimeoutError, _database_error)
     app.register_error_handler(Exception, _unexpected)
-
-
-# OpenAPI responses shared by every admin-only endpoint.
-ADMIN_ERRORS = {401: "No token, or an invalid or expired one", 403: "Not an admin"}

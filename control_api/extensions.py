@@ -13,7 +13,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
 from sqlalchemy.orm import DeclarativeBase
 
-from .torchserve import TorchServeExtension
+from .torchserve.client import TorchServeExtension
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -45,7 +45,7 @@ def init_sqlite(app: Flask) -> None:
     WAL lets readers run beside the writer; busy_timeout makes writers queue instead of failing.
     ``synchronous`` is SQLITE_SYNCHRONOUS: NORMAL (default) skips the fsync per commit, which WAL makes
     safe from corruption; a power loss or OS crash (not an app crash) may lose the last commits. FULL
-    fsyncs every commit (about a millisecond on each /forward here).
+    fsyncs every commit (one disk flush for each /forward).
     """
     with app.app_context():
         engine = db.engine

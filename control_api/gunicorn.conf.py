@@ -66,9 +66,9 @@ def on_exit(server):
 
 # --- Garbage collection. --------------------------------------------------------------------------------
 def post_worker_init(worker):
-    """The app is loaded: move what it allocated so far (about 110,000 objects) out of the collector's
-    way. A full collection otherwise walks all of them, about 55 ms on this box, stalling the worker's
-    requests meanwhile; those objects live as long as the worker anyway."""
+    """The app is loaded: move what it allocated so far (over 100,000 objects) out of the collector's
+    way. A full collection otherwise walks all of them, stalling the worker's requests meanwhile; those
+    objects live as long as the worker anyway."""
     import gc
 
     gc.freeze()
@@ -76,9 +76,9 @@ def post_worker_init(worker):
 
 # --- Logging. ---------------------------------------------------------------------------------------------
 def _logs_module():
-    """control_api/logs.py by path: the master formats its lines without importing the whole app."""
+    """control_api/ops/logs.py by path: the master formats its lines without importing the whole app."""
     spec = importlib.util.spec_from_file_location(
-        "_control_api_logs", os.path.join(os.path.dirname(os.path.abspath(__file__)), "logs.py")
+        "_control_api_logs", os.path.join(os.path.dirname(os.path.abspath(__file__)), "ops", "logs.py")
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from control_api import create_app
 from control_api.config import normalize_database_url
 from control_api.extensions import MIGRATIONS_DIR, db
-from control_api.models import User
+from control_api.tables import User
 from tests.control_api.fake_torchserve import FakeTorchServe, running_fake
 
 SECRET_KEY = secrets.token_urlsafe(48)

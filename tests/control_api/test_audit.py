@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from control_api.extensions import db
-from control_api.models import AuditLog
+from control_api.tables import AuditLog
 from tests.control_api.conftest import ADMIN_TOKEN, PASSWORD, AuthActions, app_on, torchserve_settings
 
 

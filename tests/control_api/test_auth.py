@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask_jwt_extended import create_access_token
 
 from control_api.extensions import db
-from control_api.models import User
+from control_api.tables import User
 from tests.control_api.conftest import PASSWORD, SECRET_KEY, AuthActions
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from control_api.extensions import db
-from control_api.models import User
+from control_api.tables import User
 from tests.control_api.conftest import PASSWORD
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from control_api import create_app
 from control_api.config import ConfigError, from_env, normalize_database_url
 from control_api.extensions import db
-from control_api.models import User
+from control_api.tables import User
 from tests.control_api.conftest import PASSWORD, app_on
 
 STRONG = secrets.token_urlsafe(48)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from control_api.extensions import db
-from control_api.models import History
+from control_api.tables import History
 from tests.control_api.conftest import AuthActions, app_on, torchserve_settings
 
 

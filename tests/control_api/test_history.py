@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from control_api.extensions import db
-from control_api.models import History, HistoryRollup, utcnow
-from control_api.recording import delete_history, rebuild_rollups, record
-from control_api.stats import compute_stats
+from control_api.records.stats import compute_stats
+from control_api.records.writes import delete_history, rebuild_rollups, record
+from control_api.tables import History, HistoryRollup, utcnow
 from tests.control_api.conftest import ADMIN_TOKEN, AuthActions, app_on, torchserve_settings
 
 MODELS = [("resnet50", "1.0"), ("resnet50", "2.0"), (None, None)]

@@ -12,7 +12,7 @@ import requests
 from PIL import Image
 
 from control_api.extensions import torchserve as torchserve_ext
-from control_api.torchserve import _Key
+from control_api.torchserve.keys import Key as _Key
 from tests.control_api.conftest import ADMIN_TOKEN, PASSWORD, AuthActions, app_on, torchserve_settings
 from tests.torchserve_support import start_torchserve
 

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from PIL import Image
 
 from control_api.extensions import db
-from control_api.management import _failure
-from control_api.models import AuditLog
-from control_api.torchserve import UpstreamResponse
+from control_api.model_admin.catalog import failure as _failure
+from control_api.tables import AuditLog
+from control_api.torchserve.answers import UpstreamResponse
 from tests.control_api.conftest import AuthActions, app_on, torchserve_settings
 
 V1, V2 = "1.0-untrained", "2.0-untrained"

@@ -17,8 +17,8 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from control_api.extensions import db
-from control_api.logs import JsonFormatter, RequestIdFilter, make_handler
-from control_api.models import History
+from control_api.ops.logs import JsonFormatter, RequestIdFilter, make_handler
+from control_api.tables import History
 from tests.control_api.conftest import AuthActions, app_on, torchserve_settings
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from control_api.extensions import db
-from control_api.models import History
+from control_api.tables import History
 from tests.control_api.conftest import PASSWORD, AuthActions, app_on, torchserve_settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -8,7 +8,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from control_api.torchserve import KeyStore, TorchServeClient, UpstreamResponse, _parse_instant
+from control_api.torchserve.answers import UpstreamResponse
+from control_api.torchserve.client import TorchServeClient
+from control_api.torchserve.keys import KeyStore
+from control_api.torchserve.keys import parse_instant as _parse_instant
 
 
 def write_keys(path: Path, inference: str, expires: datetime | None = None) -> None:

@@ -1,28 +1,12 @@
-"""The TorchServe client: one urllib3 connection pool per process and a timeout on every call.
+"""The TorchServe client: one urllib3 connection pool per process, a timeout on every call, and the
+right key on every call (``keys``).
 
 urllib3 (the transport under requests) directly: /forward makes one call per image, and requests' layer
-on top (request preparation, cookie jar, environment lookups) cost about 0.5 ms of CPU and 1 ms of
-latency per call on the 2-core box (bench, API-added latency).
-
-TorchServe 0.12 enforces token authorization. It writes ``key_file.json`` in its working directory::
-
-    {"management": {"key": "...", "expiration time": "2025-01-01T00:00:00.000Z"},
-     "inference":  {"key": "...", "expiration time": "..."},
-     "API":        {"key": "..."}}
-
-Inference and management keys expire after ``token_expiration_min`` (default 60); a request with an
-expired key is answered 400 ``InvalidKeyException``. The API key does not expire: ``GET
-<management>/token?type=inference`` with ``Authorization: Bearer <API key>`` makes TorchServe generate
-a new inference key and rewrite the key file (the response body is empty), so we re-read the file.
-Several gunicorn workers may notice the expiry at once; renewal is serialized with ``flock`` on the
-key file, and a worker that finds a fresh key already there uses it instead of renewing again
-(renewing twice would invalidate the key the first worker just got).
+on top (request preparation, cookie jar, environment lookups) would add CPU time and latency to each.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -30,151 +14,17 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import urllib3
 from flask import Flask, current_app
 
-from . import metrics
+from ..ops import counters
+from .answers import UpstreamError, UpstreamResponse, UpstreamTimeout, UpstreamUnavailable
+from .keys import KeyKind, KeyStore
 
 log = logging.getLogger(__name__)
-
-KeyKind = Literal["inference", "management"]
-# Renew a little before the stated expiry, so a request does not race the deadline.
-EXPIRY_MARGIN_S = 2.0
-
-
-class UpstreamError(Exception):
-    """TorchServe could not give an answer; ``status`` is what our API answers."""
-
-    status = 502
-    slug = "upstream_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class UpstreamUnavailable(UpstreamError):
-    """Connection refused or reset, or no worker: worth retrying later."""
-
-    status = 503
-    slug = "torchserve_unavailable"
-
-
-class UpstreamTimeout(UpstreamError):
-    """TorchServe accepted the request but did not answer in time."""
-
-    status = 504
-    slug = "torchserve_timeout"
-
-
-@dataclass(frozen=True)
-class UpstreamResponse:
-    """TorchServe's answer to one call."""
-
-    status: int
-    body: Any
-    elapsed_ms: float
-
-    @property
-    def is_invalid_key(self) -> bool:
-        """TorchServe's answer to a missing, wrong or expired token."""
-        return (
-            self.status in (400, 401)
-            and isinstance(self.body, dict)
-            and (
-                self.body.get("type") == "InvalidKeyException"
-                or "Token Authorization failed" in str(self.body.get("message", ""))
-            )
-        )
-
-
-@dataclass(frozen=True)
-class _Key:
-    value: str
-    expires_at: datetime | None
-
-    def expired(self) -> bool:
-        if self.expires_at is None:
-            return False
-        return time.time() >= self.expires_at.timestamp() - EXPIRY_MARGIN_S
-
-
-def _parse_instant(raw: Any) -> datetime | None:
-    """Java's ``Instant.toString()``, e.g. ``2024-02-16T21:12:24.801167Z``."""
-    if not isinstance(raw, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-class KeyStore:
-    """Reads TorchServe's key file (cached by mtime) and renews expired keys."""
-
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._cache: tuple[tuple[int, int], dict[str, Any]] | None = None
-
-    def _read(self) -> dict[str, Any] | None:
-        """The parsed key file, or None when there is none (token authorization disabled)."""
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            return None
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if self._cache and self._cache[0] == stamp:
-            return self._cache[1]
-        # TorchServe rewrites the file in place; a read can land between truncate and write.
-        for _ in range(20):
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-            except (ValueError, OSError):
-                time.sleep(0.05)
-                continue
-            if isinstance(data, dict):
-                self._cache = (stamp, data)
-                return data
-        log.error("TorchServe key file %s is unreadable", self.path)
-        return None
-
-    def key(self, kind: KeyKind | Literal["API"]) -> _Key | None:
-        data = self._read()
-        entry = data.get(kind) if data else None
-        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
-            return None
-        return _Key(entry["key"], _parse_instant(entry.get("expiration time")))
-
-    def renew(self, kind: KeyKind, stale: str | None, renew_call: Callable[[str], None]) -> _Key | None:
-        """Get a usable key after ``stale`` failed or expired: another worker's fresh one, or a new one.
-
-        ``renew_call(api_key)`` asks TorchServe for a new key; it runs at most once per stale key
-        across all the workers sharing the key file (flock serializes them across processes).
-        """
-        with self._lock, contextlib.ExitStack() as stack:
-            try:
-                handle = stack.enter_context(self.path.open("rb"))
-            except FileNotFoundError:
-                return None
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
-            self._cache = None
-            current = self.key(kind)
-            if current and current.value != stale and not current.expired():
-                return current
-            api_key = self.key("API")
-            if api_key is None:
-                return current
-            renew_call(api_key.value)
-            self._cache = None
-            return self.key(kind)
 
 
 class TorchServeClient:
@@ -252,13 +102,13 @@ class TorchServeClient:
                 redirect=False,
             )
         except urllib3.exceptions.ConnectTimeoutError as exc:  # refused connections included
-            metrics.UPSTREAM_ERRORS.labels("unavailable").inc()
+            counters.UPSTREAM_ERRORS.labels("unavailable").inc()
             raise UpstreamUnavailable(f"TorchServe is unreachable ({type(exc).__name__})") from exc
         except urllib3.exceptions.ReadTimeoutError as exc:
-            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
+            counters.UPSTREAM_ERRORS.labels("timeout").inc()
             raise UpstreamTimeout(f"TorchServe did not answer within {read_s:g} s") from exc
         except urllib3.exceptions.HTTPError as exc:
-            metrics.UPSTREAM_ERRORS.labels("unavailable").inc()
+            counters.UPSTREAM_ERRORS.labels("unavailable").inc()
             raise UpstreamUnavailable(f"TorchServe is unavailable ({type(exc).__name__})") from exc
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         _count_failure(response.status)
@@ -289,11 +139,11 @@ class TorchServeClient:
             return result
         renewed = self.keys.renew(kind, key.value if key else None, self._renew_call(kind))
         if renewed is None or (key is not None and renewed.value == key.value):
-            metrics.UPSTREAM_ERRORS.labels("key").inc()
+            counters.UPSTREAM_ERRORS.labels("key").inc()
             raise UpstreamError(f"TorchServe rejected the {kind} key and it could not be renewed")
         retried = self._send(method, url, renewed.value, **kwargs)
         if retried.is_invalid_key:
-            metrics.UPSTREAM_ERRORS.labels("key").inc()
+            counters.UPSTREAM_ERRORS.labels("key").inc()
             raise UpstreamError("TorchServe rejected a freshly renewed key")
         return UpstreamResponse(retried.status, retried.body, result.elapsed_ms + retried.elapsed_ms)
 
@@ -307,7 +157,7 @@ class TorchServeClient:
     ) -> UpstreamResponse:
         """Classify one image. It goes raw (application/octet-stream), with ``top_k`` in the ``X-Top-K``
         header: TorchServe 0.12 drops query parameters, and a multipart body would cost its frontend a
-        decode (a third of its CPU on a 12 MP photo, measured with ``python -m bench``)."""
+        decode (a third of its CPU on a 12 MP photo)."""
         path = f"/predictions/{quote(model, safe='')}" + (f"/{quote(version, safe='')}" if version else "")
         headers = {"Content-Type": "application/octet-stream", "X-Top-K": str(top_k)}
         if request_id:
@@ -358,11 +208,11 @@ def _decode(data: bytes) -> Any:
 def _count_failure(status: int) -> None:
     """TorchServe's own failure answers, for api_upstream_errors_total (client errors are not its)."""
     if status in (503, 507):
-        metrics.UPSTREAM_ERRORS.labels("no_worker").inc()
+        counters.UPSTREAM_ERRORS.labels("no_worker").inc()
     elif status == 408:
-        metrics.UPSTREAM_ERRORS.labels("timeout").inc()
+        counters.UPSTREAM_ERRORS.labels("timeout").inc()
     elif status >= 500:
-        metrics.UPSTREAM_ERRORS.labels("server_error").inc()
+        counters.UPSTREAM_ERRORS.labels("server_error").inc()
 
 
 class TorchServeExtension:

@@ -1,4 +1,4 @@
-"""Prometheus metrics, and ``GET /metrics``.
+"""The Prometheus counters and histograms, and their exposition (``GET /metrics`` serves it).
 
 Under gunicorn every worker is a process of its own, so the counters live in prometheus-client's
 multiprocess mode: gunicorn.conf.py points ``PROMETHEUS_MULTIPROC_DIR`` at an empty directory before any
@@ -18,21 +18,13 @@ The names are part of the monitoring contract (monitoring/grafana reads them):
 
 Model and version labels come from TorchServe's answer or a name it knows; a name it does not know (404)
 is counted as ``unknown``, so clients cannot grow the label set by inventing model names.
-
-Access: ``/metrics`` needs no JWT (Prometheus scrapes it). With ``METRICS_TOKEN`` set it requires
-``Authorization: Bearer <METRICS_TOKEN>``; without it, keep the path off the public network (the
-metrics say how busy the service is and which models it runs, nothing about users or images).
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 
-from apiflask import APIBlueprint
-from flask import Response, current_app, request
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -41,8 +33,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-
-from .errors import APIError
 
 # *_created series double the output for nothing Grafana uses (and multiprocess mode has none anyway).
 disable_created_metrics()
@@ -86,8 +76,6 @@ UPSTREAM_ERRORS = Counter(
 )
 DB_ERRORS = Counter("api_db_errors_total", "Database failures seen while answering requests.")
 
-bp = APIBlueprint("metrics", __name__, tag="Operations")
-
 
 def exposition() -> bytes:
     """The metrics in Prometheus' text format: summed over every worker in multiprocess mode."""
@@ -96,30 +84,3 @@ def exposition() -> bytes:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest(REGISTRY)
-
-
-def _check_token() -> None:
-    expected = current_app.config.get("METRICS_TOKEN") or ""
-    if not expected:
-        return
-    header = request.headers.get("Authorization", "")
-    given = header[len("Bearer ") :] if header.startswith("Bearer ") else ""
-    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
-        raise APIError(
-            401,
-            "invalid_metrics_token",
-            "GET /metrics needs Authorization: Bearer <METRICS_TOKEN>.",
-            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
-        )
-
-
-@bp.get("/metrics")
-@bp.doc(
-    summary="Prometheus metrics",
-    description="Text exposition format. Open unless METRICS_TOKEN is set: then `Authorization: Bearer "
-    "<METRICS_TOKEN>` (not a JWT). Without a token, keep it reachable from the monitoring network only.",
-    responses={200: "Prometheus text format", 401: "METRICS_TOKEN is set and was not sent"},
-)
-def metrics() -> Response:
-    _check_token()
-    return Response(exposition(), content_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})

@@ -1,21 +1,20 @@
-"""/history (read, delete) and /stats: admins only. Deleting history is audited."""
+"""``GET /history`` (newest first, filtered), ``DELETE /history`` and ``GET /stats``: admins only; deleting
+is audited."""
 
 from __future__ import annotations
 
 import hmac
 from typing import Any
 
-import sqlalchemy as sa
 from apiflask import APIBlueprint
 from flask import current_app
 from marshmallow import RAISE
 
-from .audit import audited, note
-from .auth import admin_required
-from .errors import ADMIN_ERRORS, APIError
-from .extensions import db
-from .models import History
-from .recording import delete_history
+from ..audit.trail import audited, note
+from ..auth.guards import ADMIN_ERRORS, admin_required
+from ..errors import APIError
+from ..pagination import created_between, newest_first
+from ..tables import History
 from .schemas import (
     AdminTokenHeader,
     DeletedOut,
@@ -26,26 +25,25 @@ from .schemas import (
     StatsQuery,
 )
 from .stats import compute_stats
+from .writes import delete_history
 
 bp = APIBlueprint("history", __name__, tag="History")
 
+# Query field -> the column it filters on, for exact matches.
+EXACT_FILTERS = {
+    "status_code": History.status_code,
+    "username": History.username,
+    "model": History.model_name,
+    "version": History.model_version,
+    "request_id": History.request_id,
+}
+
 
 def _filters(query: dict[str, Any]) -> list[Any]:
-    where = []
-    if query.get("since") is not None:
-        where.append(History.created_at >= query["since"])
-    if query.get("until") is not None:
-        where.append(History.created_at < query["until"])
-    if query.get("status_code") is not None:
-        where.append(History.status_code == query["status_code"])
-    if query.get("username") is not None:
-        where.append(History.username == query["username"])
-    if query.get("model") is not None:
-        where.append(History.model_name == query["model"])
-    if query.get("version") is not None:
-        where.append(History.model_version == query["version"])
-    if query.get("request_id") is not None:
-        where.append(History.request_id == query["request_id"])
+    where = created_between(History, query)
+    for name, column in EXACT_FILTERS.items():
+        if query.get(name) is not None:
+            where.append(column == query[name])
     return where
 
 
@@ -56,17 +54,7 @@ def _filters(query: dict[str, Any]) -> list[Any]:
 @bp.output(HistoryPage)
 def list_history(query_data: dict[str, Any]) -> dict[str, Any]:
     """Filters combine; `since` is inclusive and `until` exclusive."""
-    where = _filters(query_data)
-    page, per_page = query_data["page"], query_data["per_page"]
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(History).where(*where)) or 0
-    rows = db.session.scalars(
-        sa.select(History)
-        .where(*where)
-        .order_by(History.created_at.desc(), History.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
-    return {"items": rows, "total": total, "page": page, "per_page": per_page}
+    return newest_first(History, _filters(query_data), query_data)
 
 
 @bp.delete("/history")

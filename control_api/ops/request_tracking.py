@@ -10,16 +10,16 @@ log line written during the request, and back to the client in the ``X-Request-I
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 
 from flask import Flask, Response, g, has_request_context, request
 
-from . import metrics
+from ..auth.identity import current_user
+from ..names import is_request_id
+from . import counters
 
 REQUEST_ID_HEADER = "X-Request-ID"
-REQUEST_ID_RE = re.compile(r"\A[A-Za-z0-9._:-]{1,64}\Z")
 UNMATCHED = "unmatched"
 
 access_log = logging.getLogger("control_api.access")
@@ -31,7 +31,7 @@ def new_request_id() -> str:
 
 def sanitized_request_id(value: str | None) -> str:
     """The client's ID when it is sane, else a new one."""
-    if value and REQUEST_ID_RE.match(value):
+    if value and is_request_id(value):
         return value
     return new_request_id()
 
@@ -59,8 +59,9 @@ def _finish(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = request_id
     elapsed = time.perf_counter() - g.get("request_started", time.perf_counter())
     endpoint = _endpoint_label()
-    metrics.REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-    metrics.REQUEST_DURATION.labels(endpoint).observe(elapsed)
+    user = current_user()
+    counters.REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    counters.REQUEST_DURATION.labels(endpoint).observe(elapsed)
     access_log.info(
         "%s %s %s %.1fms",
         request.method,
@@ -73,7 +74,7 @@ def _finish(response: Response) -> Response:
             "endpoint": endpoint,
             "status": response.status_code,
             "duration_ms": round(elapsed * 1000.0, 3),
-            "user": g.get("username"),
+            "user": user.username if user is not None else None,
             "remote_addr": request.remote_addr,
         },
     )

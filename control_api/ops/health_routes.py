@@ -8,8 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from apiflask import APIBlueprint
 
-from . import metrics
-from .extensions import db, torchserve
+from ..extensions import db, torchserve
+from . import counters
 from .schemas import HealthOut
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ def _database() -> tuple[bool, str]:
         db.session.execute(sa.text("SELECT 1"))
         db.session.rollback()
     except Exception as exc:
-        metrics.DB_ERRORS.inc()
+        counters.DB_ERRORS.inc()
         log.warning("Health check: database unavailable: %s", exc)
         db.session.rollback()
         return False, f"{type(exc).__name__}"

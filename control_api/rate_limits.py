@@ -24,9 +24,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from flask_limiter import Limiter, RateLimitExceeded
 
+from .auth.identity import current_user
 from .errors import error_body
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def client_ip() -> str:
 
 def current_user_key() -> str:
     """The signed-in user (``token_required`` ran first); by IP otherwise."""
-    user = g.get("user")
+    user = current_user()
     return f"user:{user.id}" if user is not None else client_ip()
 
 

@@ -12,8 +12,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.elements import ColumnElement
 
-from .extensions import db
-from .models import History, HistoryRollup
+from ..extensions import db
+from ..tables import History, HistoryRollup
 
 HOUR = timedelta(hours=1)
 # On the table, not the ORM class: skips the ORM bulk-insert layer (a third of the insert's CPU).

@@ -1,4 +1,4 @@
-"""The audit log: who did which admin action to what, when, and how it ended; ``GET /audit`` reads it.
+"""The audit trail: who did which admin action to what, when, and how it ended (``GET /audit`` reads it).
 
 Audited: model registration, default-version changes, scaling and unregistration (``/models``), history
 deletion, and admin creation (the ``create-admin`` command and the ``ADMIN_USERNAME`` bootstrap).
@@ -20,20 +20,16 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from apiflask import APIBlueprint
 from flask import current_app, g, request
-from marshmallow import RAISE
 
-from . import metrics
-from .auth import admin_required
-from .errors import ADMIN_ERRORS, APIError, message_of, status_of
-from .extensions import db
-from .models import AuditLog, utcnow
-from .observability import current_request_id
-from .schemas import AuditPage, AuditQuery
+from ..auth.identity import current_user
+from ..errors import APIError, message_of, status_of
+from ..extensions import db
+from ..ops.counters import DB_ERRORS
+from ..ops.request_tracking import current_request_id
+from ..tables import AuditLog, utcnow
 
 log = logging.getLogger(__name__)
-bp = APIBlueprint("audit", __name__, tag="Audit")
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_DETAILS_CHARS = 4000
@@ -99,7 +95,7 @@ def add_row(
 
 
 def _begin(entry: AuditEntry) -> int:
-    user = g.get("user")
+    user = current_user()
     try:
         row = add_row(
             entry.action,
@@ -111,7 +107,7 @@ def _begin(entry: AuditEntry) -> int:
         db.session.commit()
     except Exception as exc:
         db.session.rollback()
-        metrics.DB_ERRORS.inc()
+        DB_ERRORS.inc()
         log.exception("Could not write the audit row for %s; refusing the action", entry.action)
         raise APIError(
             503,
@@ -136,7 +132,7 @@ def _finish(row_id: int, entry: AuditEntry, status: int, error: str | None) -> N
     except Exception:
         # The action has happened; its row stays, without an outcome. Say so loudly.
         db.session.rollback()
-        metrics.DB_ERRORS.inc()
+        DB_ERRORS.inc()
         log.exception("Could not record the outcome (%s) of audit row %s", status, row_id)
 
 
@@ -175,34 +171,3 @@ def note(**details: Any) -> None:
     entry: AuditEntry | None = g.get("audit")
     if entry is not None:
         entry.details.update(details)
-
-
-@bp.get("/audit")
-@bp.doc(
-    summary="Read the audit log of admin actions, newest first",
-    security="BearerAuth",
-    responses=ADMIN_ERRORS,
-)
-@admin_required
-@bp.input(AuditQuery, location="query", unknown=RAISE)
-@bp.output(AuditPage)
-def list_audit(query_data: dict[str, Any]) -> dict[str, Any]:
-    """Filters combine: `action`, `actor`, `target`, `success`, `since` (inclusive), `until` (exclusive)."""
-    where = []
-    for name in ("action", "actor", "target", "success"):
-        if query_data.get(name) is not None:
-            where.append(getattr(AuditLog, name) == query_data[name])
-    if query_data.get("since") is not None:
-        where.append(AuditLog.created_at >= query_data["since"])
-    if query_data.get("until") is not None:
-        where.append(AuditLog.created_at < query_data["until"])
-    page, per_page = query_data["page"], query_data["per_page"]
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(AuditLog).where(*where)) or 0
-    rows = db.session.scalars(
-        sa.select(AuditLog)
-        .where(*where)
-        .order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
-    return {"items": rows, "total": total, "page": page, "per_page": per_page}

@@ -1,4 +1,4 @@
-"""Database models: users, the request history, its hourly rollup for /stats, and the audit log.
+"""The database tables: users, the request history, its hourly rollup for /stats, and the audit log.
 
 Times are stored as naive UTC (``DateTime`` without time zone) on every backend, so SQLite and
 PostgreSQL compare and sort them the same way.

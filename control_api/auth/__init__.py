@@ -1,0 +1,1 @@
+"""Accounts and access: users and passwords, JWTs, the guards of the other endpoints, admin accounts."""

@@ -1,0 +1,50 @@
+"""How large a request body may be: decided here, and answered 413 ``payload_too_large`` from here.
+
+/forward's uploads: the files together at most MAX_UPLOAD_MB (``MAX_UPLOAD_BYTES``), in a body of at
+most that plus a multipart envelope (``MAX_CONTENT_LENGTH``); config.py derives both from MAX_UPLOAD_MB.
+One limit, checked wherever the size becomes known:
+
+- a declared Content-Length over the body limit, before a byte of the body is read
+  (``refuse_oversized_upload(length, whole_body=True)``);
+- a chunked body (no Content-Length), cut off by werkzeug once it streams past the body limit
+  (``request.max_content_length``, set for each request here);
+- the parsed files, which must add up to at most the upload limit
+  (``refuse_oversized_upload(total, whole_body=False)``).
+
+Every other endpoint takes JSON or form bodies of at most SMALL_BODY_BYTES.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, request
+
+from .errors import APIError
+
+SMALL_BODY_BYTES = 1024 * 1024
+# The endpoints that take uploads (blueprint.view).
+UPLOAD_ENDPOINTS = frozenset({"forward.forward"})
+
+
+def refuse_oversized_upload(size: int, *, whole_body: bool) -> None:
+    """413 when ``size`` bytes exceed the limit: of the whole body, or of the files in it."""
+    config = current_app.config
+    limit = config["MAX_CONTENT_LENGTH"] if whole_body else config["MAX_UPLOAD_BYTES"]
+    if size <= limit:
+        return
+    megabytes = config["MAX_UPLOAD_MB"]
+    if whole_body:
+        message = f"The upload is {size} bytes; the limit is {megabytes} MB."
+    else:
+        message = f"The files exceed {megabytes} MB."
+    raise APIError(413, "payload_too_large", message)
+
+
+def _limit_body() -> None:
+    if request.endpoint in UPLOAD_ENDPOINTS:
+        request.max_content_length = current_app.config["MAX_CONTENT_LENGTH"]
+    else:
+        request.max_content_length = SMALL_BODY_BYTES
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_limit_body)

@@ -1,0 +1,1 @@
+"""/forward: images in, TorchServe's classification out; every request lands in the history."""

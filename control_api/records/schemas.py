@@ -1,0 +1,102 @@
+"""The schemas of /history and /stats."""
+
+from __future__ import annotations
+
+from apiflask import Schema
+from apiflask.fields import Dict, Float, Integer, Nested, Raw, String
+from apiflask.validators import Range, Regexp
+
+from ..names import NAME_RE, REQUEST_ID_RE
+from ..pagination import PageQuery, page_of
+from ..schema_fields import StrictSchema, TimeRangeQuery, UTCDateTime
+
+
+class StatsQuery(TimeRangeQuery):
+    model = String(
+        validate=Regexp(NAME_RE, error="Not a valid model name."),
+        metadata={"description": "only this model's requests"},
+    )
+    version = String(
+        validate=Regexp(NAME_RE, error="Not a valid version."),
+        metadata={"description": "only this version's requests (the version that answered)"},
+    )
+
+
+class HistoryQuery(PageQuery, StatsQuery):
+    status_code = Integer(validate=Range(100, 599))
+    username = String(
+        validate=Regexp(r"\A[A-Za-z0-9_.-]{0,64}\Z", error="Not a valid username."),
+        metadata={"description": "exact match; empty for unauthenticated requests"},
+    )
+    request_id = String(
+        validate=Regexp(REQUEST_ID_RE, error="Not a valid request ID."),
+        metadata={"description": "the X-Request-ID of one request"},
+    )
+
+
+class HistoryItem(Schema):
+    id = Integer()
+    request_id = String(allow_none=True)
+    request_type = String()
+    username = String()
+    model_name = String(allow_none=True)
+    model_version = String(allow_none=True)
+    file_count = Integer()
+    processing_time = Float(metadata={"description": "ms, the whole request"})
+    upstream_time = Float(allow_none=True, metadata={"description": "ms spent waiting on TorchServe"})
+    input_data_size = Integer(allow_none=True, metadata={"description": "bytes"})
+    image_width = Integer(allow_none=True)
+    image_height = Integer(allow_none=True)
+    status_code = Integer()
+    result = Raw(allow_none=True, metadata={"description": "top-1 {class_id, label, probability}"})
+    error_message = String(allow_none=True)
+    created_at = UTCDateTime()
+
+
+HistoryPage = page_of(HistoryItem, "HistoryPage")
+
+
+class DeleteQuery(StrictSchema):
+    before = UTCDateTime(metadata={"description": "delete only rows created before this time"})
+
+
+class AdminTokenHeader(Schema):
+    admin_token = String(data_key="X-Admin-Token", metadata={"description": "must equal ADMIN_TOKEN"})
+
+
+class DeletedOut(Schema):
+    deleted = Integer()
+
+
+class Extremes(Schema):
+    mean = Float(allow_none=True)
+    # Raw: sizes and pixel counts stay integers, times stay floats.
+    min = Raw(allow_none=True, metadata={"type": "number"})
+    max = Raw(allow_none=True, metadata={"type": "number"})
+
+
+class TimeStats(Extremes):
+    p50 = Float(allow_none=True)
+    p95 = Float(allow_none=True)
+    p99 = Float(allow_none=True)
+
+
+class InputStats(Schema):
+    size_bytes = Nested(Extremes)
+    width = Nested(Extremes)
+    height = Nested(Extremes)
+
+
+class StatsOut(Schema):
+    total_requests = Integer()
+    successful_requests = Integer()
+    failed_requests = Integer()
+    error_rate = Float()
+    processing_time_ms = Nested(TimeStats)
+    input = Nested(InputStats)
+    status_codes = Dict(keys=String(), values=Integer())
+    by_model = Dict(
+        keys=String(),
+        values=Dict(keys=String(), values=Raw()),
+        metadata={"description": "model -> version -> {total_requests, failed_requests, ...}"},
+    )
