@@ -160,6 +160,17 @@ def runner(app: APIFlask) -> FlaskCliRunner:
     return app.test_cli_runner()
 
 
+def assert_error(response: Any, status: int, slug: str | None = None) -> dict[str, Any]:
+    """The response is ``status`` with our error shape (and ``slug``, when given); returns its body."""
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:300])
+    body = response.get_json()
+    assert isinstance(body, dict) and set(body) >= {"error", "message"}, body
+    assert isinstance(body["message"], str), body
+    if slug:
+        assert body["error"] == slug, body
+    return body
+
+
 class AuthActions:
     """Register, log in and build Authorization headers."""
 

@@ -140,31 +140,6 @@ def test_environment_settings_read(tmp_path: Path) -> None:
     assert config["TORCHSERVE_KEY_FILE"] == "/keys/key_file.json" and config["TORCHSERVE_TIMEOUT"] == 2.5
 
 
-def test_admin_from_environment_created_once(database_url: str, tmp_path: Path) -> None:
-    settings = {"ADMIN_USERNAME": "root", "ADMIN_PASSWORD": PASSWORD}
-    with app_on(database_url, tmp_path / "i") as app:  # creates the schema
-        pass
-    for _ in range(2):  # the second start (another gunicorn worker) finds it there
-        with app_on(database_url, tmp_path / "i", **settings) as app, app.app_context():
-            users = db.session.scalars(sa.select(User)).all()
-            assert [(u.username, u.is_admin) for u in users] == [("root", True)]
-    response = app.test_client().post("/token", data={"username": "root", "password": PASSWORD})
-    assert response.status_code == 200
-
-
-def test_invalid_admin_from_environment_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="ADMIN_USERNAME"):
-        create_app(
-            {
-                "TESTING": True,
-                "SECRET_KEY": STRONG,
-                "INSTANCE_PATH": str(tmp_path),
-                "ADMIN_USERNAME": "x",
-                "ADMIN_PASSWORD": PASSWORD,
-            }
-        )
-
-
 @pytest.mark.parametrize(("setting", "expected"), [(None, 1), ("full", 2)])
 def test_sqlite_connections_use_wal_and_the_configured_sync(
     tmp_path: Path, setting: str | None, expected: int

@@ -12,7 +12,7 @@ import requests
 from PIL import Image
 
 from control_api.extensions import torchserve as torchserve_ext
-from control_api.torchserve.keys import Key as _Key
+from control_api.torchserve.keys import Key
 from tests.control_api.conftest import ADMIN_TOKEN, PASSWORD, AuthActions, app_on, torchserve_settings
 from tests.torchserve_support import start_torchserve
 
@@ -131,7 +131,7 @@ def test_expired_torchserve_key_is_renewed(torchserve_model_store: Path, tmp_pat
                 return result
 
             with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(_Key, "expired", lambda self: False)
+                mp.setattr(Key, "expired", lambda self: False)
                 mp.setattr(client_obj, "_send", spying_send)
                 response = post_forward(client, headers, [image])
             assert response.status_code == 200, response.get_json()

@@ -1,12 +1,20 @@
-"""flask --app control_api create-admin."""
+"""flask --app control_api create-admin, and the ADMIN_USERNAME/ADMIN_PASSWORD bootstrap."""
 
 from __future__ import annotations
 
+import secrets
+from pathlib import Path
+
+import pytest
 import sqlalchemy as sa
 
+from control_api import create_app
+from control_api.config import ConfigError
 from control_api.extensions import db
 from control_api.tables import User
-from tests.control_api.conftest import PASSWORD
+from tests.control_api.conftest import PASSWORD, app_on
+
+STRONG = secrets.token_urlsafe(48)
 
 
 def _user(app, name: str) -> User:
@@ -42,3 +50,28 @@ def test_create_admin_promotes_an_existing_user(app, runner, auth) -> None:
 def test_create_admin_validates(runner) -> None:
     assert runner.invoke(args=["create-admin", "x", "--password", PASSWORD]).exit_code != 0
     assert runner.invoke(args=["create-admin", "boss", "--password", "short"]).exit_code != 0
+
+
+def test_admin_from_environment_created_once(database_url: str, tmp_path: Path) -> None:
+    settings = {"ADMIN_USERNAME": "root", "ADMIN_PASSWORD": PASSWORD}
+    with app_on(database_url, tmp_path / "i") as app:  # creates the schema
+        pass
+    for _ in range(2):  # the second start (another gunicorn worker) finds it there
+        with app_on(database_url, tmp_path / "i", **settings) as app, app.app_context():
+            users = db.session.scalars(sa.select(User)).all()
+            assert [(u.username, u.is_admin) for u in users] == [("root", True)]
+    response = app.test_client().post("/token", data={"username": "root", "password": PASSWORD})
+    assert response.status_code == 200
+
+
+def test_invalid_admin_from_environment_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ADMIN_USERNAME"):
+        create_app(
+            {
+                "TESTING": True,
+                "SECRET_KEY": STRONG,
+                "INSTANCE_PATH": str(tmp_path),
+                "ADMIN_USERNAME": "x",
+                "ADMIN_PASSWORD": PASSWORD,
+            }
+        )

@@ -18,9 +18,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from control_api.extensions import db
-from control_api.model_admin.catalog import failure as _failure
 from control_api.tables import AuditLog
-from control_api.torchserve.answers import UpstreamResponse
 from tests.control_api.conftest import AuthActions, app_on, torchserve_settings
 
 V1, V2 = "1.0-untrained", "2.0-untrained"
@@ -267,42 +265,6 @@ def test_non_string_archive_and_extra_fields_are_422(client, auth: AuthActions) 
         {"archive": "x.mar", "initial_workers": 0},
     ):
         assert client.post("/models", json=body, headers=admin).status_code == 422, body
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "expected", "slug"),
-    [
-        (
-            404,
-            {"code": 404, "type": "ModelNotFoundException", "message": "Model not found: x"},
-            404,
-            "model_not_found",
-        ),
-        (409, {"code": 409, "message": "already registered"}, 409, "conflict"),
-        (
-            403,
-            {"type": "InvalidModelVersionException", "message": "Cannot remove default"},
-            409,
-            "default_version",
-        ),
-        (400, {"type": "BadRequestException", "message": "bad"}, 422, "rejected_by_torchserve"),
-        (503, {"message": "busy"}, 503, "torchserve_unavailable"),
-        (507, {"message": "no memory"}, 503, "torchserve_unavailable"),
-        (408, {"message": "slow"}, 504, "torchserve_timeout"),
-        (500, {"message": "Failed to start workers"}, 502, "torchserve_error"),
-        (500, "<html>oops</html>", 502, "torchserve_error"),
-    ],
-)
-def test_torchserve_management_errors_are_mapped(
-    app, status: int, body: Any, expected: int, slug: str
-) -> None:
-    with app.app_context():
-        error = _failure(UpstreamResponse(status, body, 1.0), "Model 'x'")
-    assert (error.status_code, error.slug) == (expected, slug)
-    message = str(error.message)
-    assert "<html>" not in message and len(message) < 400
-    if expected == 503:
-        assert "Retry-After" in str(error.headers)
 
 
 def test_model_names_that_cannot_exist_are_404(app, client, auth: AuthActions, fake_ts) -> None:

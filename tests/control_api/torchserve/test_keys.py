@@ -1,4 +1,4 @@
-"""The TorchServe client's pieces: the key file and its renewal shared by several workers."""
+"""TorchServe's key file: read, expiry, half-written files, renewal shared by several workers."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from control_api.torchserve.answers import UpstreamResponse
-from control_api.torchserve.client import TorchServeClient
-from control_api.torchserve.keys import KeyStore
-from control_api.torchserve.keys import parse_instant as _parse_instant
+from control_api.torchserve.keys import KeyStore, parse_instant
 
 
 def write_keys(path: Path, inference: str, expires: datetime | None = None) -> None:
@@ -55,12 +52,12 @@ def test_half_written_key_file_is_retried(tmp_path: Path) -> None:
 
 
 def test_instants_as_java_writes_them() -> None:
-    assert _parse_instant("2024-02-16T21:12:24.801167Z") == datetime(
+    assert parse_instant("2024-02-16T21:12:24.801167Z") == datetime(
         2024, 2, 16, 21, 12, 24, 801167, tzinfo=UTC
     )
-    assert _parse_instant("2024-02-16T21:12:24.801167123Z") is not None
-    assert _parse_instant("2024-02-16T21:12:24Z") is not None
-    assert _parse_instant("garbage") is None and _parse_instant(None) is None
+    assert parse_instant("2024-02-16T21:12:24.801167123Z") is not None
+    assert parse_instant("2024-02-16T21:12:24Z") is not None
+    assert parse_instant("garbage") is None and parse_instant(None) is None
 
 
 def test_renewal_runs_once_across_workers(tmp_path: Path) -> None:
@@ -90,29 +87,3 @@ def test_renewal_runs_once_across_workers(tmp_path: Path) -> None:
         thread.join()
     assert len(calls) == 1
     assert results == ["fresh-1"] * 8
-
-
-def test_invalid_key_detection() -> None:
-    torchserve_400 = {
-        "code": 400,
-        "type": "InvalidKeyException",
-        "message": "Token Authorization failed. Token either incorrect, expired, or not provided correctly",
-    }
-    assert UpstreamResponse(400, torchserve_400, 1.0).is_invalid_key
-    assert not UpstreamResponse(400, {"error": "empty_input", "message": "x"}, 1.0).is_invalid_key
-    assert not UpstreamResponse(200, torchserve_400, 1.0).is_invalid_key
-
-
-def test_ping_reports_an_unreachable_torchserve(tmp_path: Path) -> None:
-    client = TorchServeClient(
-        {
-            "TORCHSERVE_INFERENCE_URL": "http://127.0.0.1:9",
-            "TORCHSERVE_MANAGEMENT_URL": "http://127.0.0.1:9",
-            "TORCHSERVE_TIMEOUT": 1,
-            "TORCHSERVE_CONNECT_TIMEOUT": 1,
-            "TORCHSERVE_PARALLEL": 2,
-            "TORCHSERVE_KEY_FILE": str(tmp_path / "none.json"),
-        }
-    )
-    healthy, detail = client.ping()
-    assert not healthy and "unreachable" in detail

@@ -18,7 +18,7 @@ PUBLIC = {
     ("/register", "POST"),
     ("/token", "POST"),
     ("/health", "GET"),
-    ("/metrics", "GET"),  # open unless METRICS_TOKEN is set (see test_observability)
+    ("/metrics", "GET"),  # open unless METRICS_TOKEN is set (see ops/test_observability.py)
     ("/openapi.json", "GET"),
     ("/docs", "GET"),
     ("/docs/oauth2-redirect", "GET"),

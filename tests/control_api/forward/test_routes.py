@@ -12,7 +12,7 @@ from PIL import Image
 
 from control_api.extensions import db
 from control_api.tables import History
-from tests.control_api.conftest import AuthActions, app_on, torchserve_settings
+from tests.control_api.conftest import AuthActions, app_on, assert_error, torchserve_settings
 
 
 def png(width: int = 64, height: int = 48) -> bytes:
@@ -35,15 +35,6 @@ def history(app) -> list[History]:
         rows = db.session.scalars(sa.select(History).order_by(History.id)).all()
         db.session.expunge_all()
         return list(rows)
-
-
-def _error(response, status: int, slug: str | None = None) -> dict:
-    assert response.status_code == status, response.get_json()
-    body = response.get_json()
-    assert set(body) >= {"error", "message"}, body
-    if slug:
-        assert body["error"] == slug, body
-    return body
 
 
 def test_single_image(app, client, auth: AuthActions) -> None:
@@ -83,19 +74,19 @@ def test_top_k_from_form_and_default(client, auth: AuthActions, fake_ts) -> None
     "query", ["?top_k=0", "?top_k=101", "?top_k=abc", "?top_k=1.5", "?model=../etc", "?version=/x"]
 )
 def test_bad_parameters_are_422(app, client, auth: AuthActions, query: str) -> None:
-    _error(forward(client, auth.headers(), png(), query=query), 422, "validation_error")
+    assert_error(forward(client, auth.headers(), png(), query=query), 422, "validation_error")
     assert [r.status_code for r in history(app)] == [422]
 
 
 def test_unknown_form_field_is_422(client, auth: AuthActions) -> None:
-    _error(forward(client, auth.headers(), png(), colour="red"), 422)
+    assert_error(forward(client, auth.headers(), png(), colour="red"), 422)
 
 
 def test_no_file_is_400(app, client, auth: AuthActions) -> None:
     headers = auth.headers()
-    _error(forward(client, headers), 400, "no_file")
-    _error(client.post("/forward", json={"file": "x"}, headers=headers), 400, "no_file")
-    _error(
+    assert_error(forward(client, headers), 400, "no_file")
+    assert_error(client.post("/forward", json={"file": "x"}, headers=headers), 400, "no_file")
+    assert_error(
         client.post("/forward", data=b"\x89PNG", headers=headers, content_type="image/png"), 400, "no_file"
     )
     assert [r.status_code for r in history(app)] == [400, 400, 400]
@@ -103,22 +94,24 @@ def test_no_file_is_400(app, client, auth: AuthActions) -> None:
 
 
 def test_unauthenticated_forward_is_recorded_with_empty_username(app, client) -> None:
-    _error(forward(client, None, png()), 401, "missing_token")
-    _error(forward(client, {"Authorization": "Bearer nope"}, png()), 401, "invalid_token")
+    assert_error(forward(client, None, png()), 401, "missing_token")
+    assert_error(forward(client, {"Authorization": "Bearer nope"}, png()), 401, "invalid_token")
     rows = history(app)
     assert [(r.status_code, r.username, r.user_id) for r in rows] == [(401, "", None), (401, "", None)]
     assert rows[0].error_message
 
 
 def test_not_an_image_is_415(app, client, auth: AuthActions) -> None:
-    body = _error(forward(client, auth.headers(), b"this is text, not pixels"), 415, "unsupported_image")
+    body = assert_error(
+        forward(client, auth.headers(), b"this is text, not pixels"), 415, "unsupported_image"
+    )
     assert body["message"]
     [row] = history(app)
     assert row.status_code == 415 and row.input_data_size == 24 and row.result is None
 
 
 def test_empty_file_is_400(client, auth: AuthActions, fake_ts) -> None:
-    _error(forward(client, auth.headers(), b""), 400, "empty_input")
+    assert_error(forward(client, auth.headers(), b""), 400, "empty_input")
     assert fake_ts.requests == []  # not sent upstream
 
 
@@ -126,7 +119,7 @@ def test_empty_file_is_400(client, auth: AuthActions, fake_ts) -> None:
     ("query", "slug"), [("?model=nosuch", "model_not_found"), ("?version=9.9", "model_not_found")]
 )
 def test_unknown_model_or_version_is_404(app, client, auth: AuthActions, query: str, slug: str) -> None:
-    _error(forward(client, auth.headers(), png(), query=query), 404, slug)
+    assert_error(forward(client, auth.headers(), png(), query=query), 404, slug)
     assert history(app)[0].status_code == 404
 
 
@@ -147,7 +140,7 @@ def test_413_from_content_length_before_reading_the_body(app, client, auth: Auth
         content_type="multipart/form-data; boundary=x",
         environ_overrides={"wsgi.input": ExplodingStream(), "CONTENT_LENGTH": str(25 * 1024 * 1024)},
     )
-    _error(response, 413, "payload_too_large")
+    assert_error(response, 413, "payload_too_large")
     [row] = history(app)
     assert row.status_code == 413 and row.input_data_size == 25 * 1024 * 1024 and row.username == "alice"
 
@@ -175,14 +168,16 @@ def test_413_for_a_chunked_body_over_the_limit(database_url, fake_ts, tmp_path) 
                 "CONTENT_LENGTH": "",
             },
         )
-        _error(response, 413)
+        assert_error(response, 413)
         assert [r.status_code for r in history(app)] == [413]
 
 
 def test_too_many_files_is_413(database_url, fake_ts, tmp_path) -> None:
     with app_on(database_url, tmp_path / "i", MAX_FILES_PER_REQUEST=2, **torchserve_settings(fake_ts)) as app:
         client = app.test_client()
-        _error(forward(client, AuthActions(client).headers(), png(), png(), png()), 413, "too_many_files")
+        assert_error(
+            forward(client, AuthActions(client).headers(), png(), png(), png()), 413, "too_many_files"
+        )
 
 
 def test_batch_keeps_order_and_reports_per_file_errors(app, client, auth: AuthActions, fake_ts) -> None:
@@ -204,7 +199,7 @@ def test_batch_keeps_order_and_reports_per_file_errors(app, client, auth: AuthAc
 
 
 def test_batch_with_unknown_model_is_one_404(client, auth: AuthActions) -> None:
-    _error(forward(client, auth.headers(), png(), png(), query="?model=nosuch"), 404, "model_not_found")
+    assert_error(forward(client, auth.headers(), png(), png(), query="?model=nosuch"), 404, "model_not_found")
 
 
 def _dead_port() -> int:
@@ -220,10 +215,10 @@ def test_torchserve_down_is_503_with_retry_after(database_url, fake_ts, tmp_path
         client = app.test_client()
         headers = AuthActions(client).headers()
         response = forward(client, headers, png())
-        _error(response, 503, "torchserve_unavailable")
+        assert_error(response, 503, "torchserve_unavailable")
         assert response.headers["Retry-After"] == "5"
         batch = forward(client, headers, png(), png())
-        _error(batch, 503)
+        assert_error(batch, 503)
         assert batch.headers["Retry-After"] == "5"
         assert [r.status_code for r in history(app)] == [503, 503]
         health = client.get("/health")
@@ -235,7 +230,7 @@ def test_torchserve_too_slow_is_504(database_url, fake_ts, tmp_path) -> None:
     fake_ts.delay_s = 1.5
     with app_on(database_url, tmp_path / "i", TORCHSERVE_TIMEOUT=0.3, **torchserve_settings(fake_ts)) as app:
         client = app.test_client()
-        _error(forward(client, AuthActions(client).headers(), png()), 504, "torchserve_timeout")
+        assert_error(forward(client, AuthActions(client).headers(), png()), 504, "torchserve_timeout")
         [row] = history(app)
         assert row.status_code == 504 and row.error_message
 
@@ -263,7 +258,7 @@ def test_key_the_file_says_expired_is_renewed_before_the_call(
 def test_renewal_refused_is_502_not_500(app, client, auth: AuthActions, fake_ts) -> None:
     fake_ts.fail_renewals = True
     fake_ts.expire_inference_key()
-    _error(forward(client, auth.headers(), png()), 502, "upstream_error")
+    assert_error(forward(client, auth.headers(), png()), 502, "upstream_error")
     assert history(app)[0].status_code == 502
 
 
@@ -277,6 +272,6 @@ def test_database_down_is_503_not_500(app, client, auth: AuthActions) -> None:
 
     rename("history_rollup", "history_rollup_away")
     try:
-        _error(forward(client, headers, png()), 503, "database_unavailable")
+        assert_error(forward(client, headers, png()), 503, "database_unavailable")
     finally:
         rename("history_rollup_away", "history_rollup")

@@ -1,5 +1,5 @@
 """The audit log: history deletion, admin creation (CLI and bootstrap), refusal when it cannot be written,
-and GET /audit. (Model changes are audited in test_models_api.py.)"""
+and GET /audit. (Model changes are audited in model_admin/test_routes.py.)"""
 
 from __future__ import annotations
 
