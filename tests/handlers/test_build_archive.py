@@ -1,4 +1,4 @@
-"""handlers.build_archive: archive contents, generated config, weight lookup order, version suffix."""
+"""build_archive: archive contents, generated config, weight lookup order, version suffix."""
 
 from __future__ import annotations
 
@@ -13,12 +13,17 @@ import torch
 import yaml
 from torchvision.models import ResNet50_Weights
 
-from handlers import build_archive
-from handlers.resnet50 import ResNet50
+import build_archive
+from resnet50 import ResNet50
 
 EXPECTED_FILES = {
     "MAR-INF/MANIFEST.json",
     "classifier_handler.py",
+    "classifier_config.py",
+    "classifier_errors.py",
+    "classifier_image.py",
+    "classifier_model.py",
+    "classifier_request.py",
     "resnet50.py",
     "resnet50.pth",
     "index_to_name.json",

@@ -13,8 +13,8 @@ import pytest
 import torch
 from ts.context import Context, RequestProcessor
 
-from handlers import classifier_handler as ch
-from handlers.resnet50 import ResNet50
+import classifier_handler as ch
+from resnet50 import ResNet50
 from tests.handlers.test_handler_unit import (
     HANDLERS_DIR,
     class_names,

