@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from handlers import build_archive
-from tests.torchserve_support import TorchServe
+from launcher.torchserve_process import TorchServe
 
 TIMEOUT = 60
 # Binary, so the handler cannot mistake it for base64 text (that would be 400 invalid_input instead).
