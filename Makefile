@@ -14,7 +14,7 @@ help:
 	@echo "make stop    stop both"
 	@echo "make test    run the test suite (unit + real TorchServe + real databases)"
 	@echo "make lint    ruff format --check, ruff check, mypy"
-	@echo "make bench   benchmark harness (results under bench/results/)"
+	@echo "make bench   benchmark harness (results under bench/results/, summary into README.md)"
 	@echo "make archive build the 1.0 and 2.0 archives (WEIGHTS=/WEIGHTS_V2= local weight files)"
 
 $(BIN)/python:
@@ -60,8 +60,10 @@ lint: venv-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The run writes bench/results/ (latest.md and latest.png are committed); then README's Performance section.
 bench: check-java venv-dev
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.readme
 
 clean:
 	rm -rf model_store/*.mar logs

@@ -12,12 +12,10 @@ Run alone against a fresh TorchServe with our archive: ``python -m bench.api [--
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import runpy
 import secrets
-import signal
 import subprocess
 import time
 import urllib.error
@@ -31,7 +29,8 @@ from typing import Any
 from bench.images import BenchImage
 from bench.runner import Target
 from bench.torchserve import REPO, VENV_BIN, post_bytes
-from tests.torchserve_support import TorchServe, free_ports
+from launcher.process_group import stop_group
+from launcher.torchserve_process import TorchServe, free_ports
 
 BOOT = REPO / "scripts" / "boot.sh"
 START_TIMEOUT_S = 120.0
@@ -161,18 +160,6 @@ def start_api(ts: TorchServe, home: Path) -> Iterator[ApiServer]:
         yield server
     finally:
         stop_group(proc)
-
-
-def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
-    """SIGTERM the session ``proc`` leads (gunicorn shuts its workers down), SIGKILL any leftovers."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(grace_s)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
 
 
 def main(argv: list[str] | None = None) -> int:

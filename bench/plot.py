@@ -1,4 +1,5 @@
-"""results.png: throughput (top) and latency (bottom) per path, one column per image.
+"""The run's plot, results.png (copied to latest.png): throughput (top) and latency (bottom) per path,
+one column per image.
 
 Bars are grouped by path+precision; one bar per concurrency. The model-alone figures (a) are drawn as
 horizontal lines on the throughput panels, since they have no per-image or per-concurrency cells.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from bench.checks import find_cell
 
 IMAGES = (("small", "small JPEG (451x300)"), ("12mp", "12 MP JPEG (4000x3000)"))
 COLORS = {1: "#7fa7d9", 8: "#1f4e8c"}
@@ -21,13 +24,6 @@ def _series(results: dict[str, Any]) -> list[tuple[str, str]]:
         if key not in seen:
             seen.append(key)
     return seen
-
-
-def _cell(results: dict[str, Any], key: tuple[str, str], image: str, c: int) -> dict[str, Any] | None:
-    for cell in results.get("cells", []):
-        if (cell["path"], cell["precision"], cell["image"], cell["concurrency"]) == (*key, image, c):
-            return dict(cell)
-    return None
 
 
 def plot(results: dict[str, Any], out: Path) -> None:
@@ -44,12 +40,14 @@ def plot(results: dict[str, Any], out: Path) -> None:
     width = 0.8 / max(1, len(concurrencies))
     for col, (image, title) in enumerate(IMAGES):
         thr_ax, lat_ax = axes[0][col], axes[1][col]
+        latencies: list[float] = []
         for i, c in enumerate(concurrencies):
             xs = [j + (i - (len(concurrencies) - 1) / 2) * width for j in range(len(series))]
-            cells = [_cell(results, key, image, c) for key in series]
+            cells = [find_cell(results, *key, image, c) for key in series]
             thr = [cell["throughput_rps"] if cell else 0.0 for cell in cells]
             p50s = [cell["latency_ms"]["p50"] if cell and cell["requests"] else 0.0 for cell in cells]
             p99s = [cell["latency_ms"]["p99"] if cell and cell["requests"] else 0.0 for cell in cells]
+            latencies += p50s + p99s
             bars = thr_ax.bar(xs, thr, width, color=COLORS.get(c, "gray"), label=f"{c} client{'s' * (c > 1)}")
             thr_ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
             lat_ax.bar(xs, p50s, width, color=COLORS.get(c, "gray"), label=f"p50, {c} client{'s' * (c > 1)}")
@@ -65,9 +63,16 @@ def plot(results: dict[str, Any], out: Path) -> None:
             ax.legend(fontsize=7)
         thr_ax.set_title(f"Throughput, {title}")
         lat_ax.set_title(f"Latency, {title}")
-        lat_ax.set_yscale("log")
+        if any(v > 0 for v in latencies):
+            lat_ax.set_yscale("log")
+        else:
+            for ax in (thr_ax, lat_ax):
+                ax.text(0.5, 0.5, "no completed requests", ha="center", va="center", transform=ax.transAxes)
     meta = results.get("meta", {})
-    fig.suptitle(f"ResNet50 serving on {meta.get('cores', '?')} CPU cores ({meta.get('mode', '')} run)")
+    fig.suptitle(
+        f"ResNet50 serving on {meta.get('cpu', '?')}, {meta.get('cores', '?')} cores "
+        f"({meta.get('mode', '?')} run, {meta.get('started_at', '?')})"
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -215,8 +215,8 @@ def warm_up_server(target: Target, images: list[BenchImage], plan: CellPlan, wor
     """Untimed closed-loop load at the highest concurrency, every image in turn, before the first cell.
 
     A fresh server keeps getting faster over its first minute of traffic (TorchServe's frontend is Java,
-    whose JIT compiles the hot paths as they run): here a second round of the same cells was 4-16 % faster
-    than the first. Without this the cells measured later, on a warmer server, looked faster.
+    whose JIT compiles the hot paths as they run). Without this warm-up the cells measured later, on a
+    warmer server, would look faster than the first ones.
     """
     if plan.server_warmup_s <= 0:
         return
@@ -256,9 +256,8 @@ def paired_p50_difference(
     """p50 of ``other`` minus p50 of ``base`` at 1 client, measured in alternating short runs.
 
     The separate cells of ``base`` and ``other`` are minutes apart, and TorchServe's own c=1 latency drifts
-    by a few ms over that time on this box (seen here: 45-49 ms for the same cell), as much as the
-    difference to be measured. Alternating A, B, A, B... and taking the median of the per-round
-    differences cancels that drift.
+    by a few ms over that time, as much as the difference to be measured. Alternating A, B, A, B... and
+    taking the median of the per-round differences cancels that drift.
     """
     plan = CellPlan(duration_s={1: seconds}, warmup_s=1.0, gate=QuietGate(max_wait_s=0.0, budget_s=0.0))
     specs = {t.path: write_spec(t, image, 1, plan, work / f"paired_{t.path}") for t in (base, other)}

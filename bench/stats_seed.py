@@ -1,14 +1,13 @@
-"""GET /stats at scale (issue 5 item 4): seed N history rows into a fresh database, then time /stats.
+"""GET /stats at scale: seed N history rows into a fresh database, then time /stats.
 
 The schema comes from the control API's own migrations (``flask db upgrade``; the models' ``create_all``
-only where there are no migrations yet). The rows come from the API's own bulk seeder
-(``control_api.seeding.seed_history``: one INSERT ... SELECT generated in the database, 30 days of
-traffic, the hourly rollup rebuilt, planner statistics refreshed as autovacuum would). ``GET /stats`` is
-then timed through the real Flask app (its test client: routing, admin JWT check, the queries, JSON) -
-the median of several calls after one warm-up call - for all time and for a 7-day window with unaligned
-edges (raw-row edges plus the rollup in between).
+only where there are no migrations yet). The rows come from ``bench.history_seed`` (one INSERT ... SELECT
+generated in the database, 30 days of traffic, the hourly rollup rebuilt, planner statistics refreshed).
+``GET /stats`` is then timed through the real Flask app (its test client: routing, admin JWT check, the
+queries, JSON) - the median of several calls after one warm-up call - for all time and for a 7-day window
+with unaligned edges (raw-row edges plus the rollup in between).
 
-PostgreSQL gets a fresh database ``bench_<random>`` on ``--pg-url`` that is dropped afterwards.
+PostgreSQL gets a fresh database ``bench_<random>`` on ``--pg-url``'s server that is dropped afterwards.
 
 Run alone: ``python -m bench.stats_seed sqlite|postgresql --rows 1000000``.
 """
@@ -62,8 +61,8 @@ def create_schema(app: Any) -> None:
 
 
 def seed(app: Any, rows: int) -> float:
-    """The API's bulk seeder; returns its seconds."""
-    from control_api.seeding import seed_history
+    """``rows`` synthetic history rows (``bench.history_seed``); returns the seconds it took."""
+    from bench.history_seed import seed_history
 
     with app.app_context():
         return float(seed_history(rows))
@@ -71,8 +70,7 @@ def seed(app: Any, rows: int) -> float:
 
 def admin_headers(app: Any) -> dict[str, str]:
     """A JWT for a fresh admin user (/stats is admin-only)."""
-    from flask_jwt_extended import create_access_token
-
+    from control_api.auth.tokens import issue_token
     from control_api.extensions import db
     from control_api.tables import User
 
@@ -81,7 +79,7 @@ def admin_headers(app: Any) -> dict[str, str]:
         admin.set_password(secrets.token_urlsafe(16))
         db.session.add(admin)
         db.session.commit()
-        token = create_access_token(identity=str(admin.id), additional_claims={"username": admin.username})
+        token = issue_token(admin)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -129,14 +127,17 @@ def fresh_database(backend: str, work: Path, pg_url: str = PG_URL) -> Iterator[s
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
     import psycopg
+    from sqlalchemy.engine import make_url
 
+    url = make_url(pg_url)
+    server = url.set(drivername="postgresql").render_as_string(hide_password=False)  # what psycopg reads
     name = f"bench_{secrets.token_hex(6)}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
+    with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield pg_url.rsplit("/", 1)[0] + f"/{name}"
+        yield url.set(database=name).render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
+        with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -6,9 +6,9 @@
 - (c) ours: the archive from ``python -m handlers.build_archive --random-weights`` (its own model-config.yaml:
   batch size, delay, workers, precision).
 
-Starting and stopping reuses the test suite's ``tests.torchserve_support`` (the repository's config.properties
+Starting and stopping is ``launcher.torchserve_process``, as in the tests (the repository's config.properties
 with free loopback ports, a private home as cwd for key_file.json, private TMPDIR/TEMP for the pid file,
-the whole process group killed at the end), so the bench serves with the shipped settings.
+the whole process group stopped at the end), so the bench serves with the shipped settings.
 
 Run alone (start, one prediction, stop): ``python -m bench.torchserve stock|ours [--precision bf16]``.
 """
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.torchserve_support import TorchServe, start_torchserve
+from launcher.torchserve_process import TorchServe, start
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -58,10 +58,7 @@ def serve(
     home: Path, model_store: Path, archive: str, overrides: dict[str, str] | None = None
 ) -> Iterator[TorchServe]:
     """TorchServe serving ``model_store/archive`` as resnet50 until the block exits."""
-    ts = start_torchserve(
-        home, model_store, load_models=f"{MODEL_NAME}={archive}", wait_for_models=(MODEL_NAME,),
-        overrides=overrides or {}, timeout=600.0,
-    )  # fmt: skip
+    ts = start(home, model_store, overrides, {MODEL_NAME: archive}, timeout=600.0)
     try:
         yield ts
     finally:
@@ -104,15 +101,13 @@ def build_stock_archive(work: Path, export: Path, seed: int = 0) -> str:
 
 
 # Builder options the bench serves (c)/(d) with, on top of the builder's defaults (see README Performance):
-# - torch.compile wins ~20 % on 2 cores; the builder leaves it off by default because each worker start
-#   then compiles for ~70 s (tests, rollouts);
+# - torch.compile (inductor): faster batches; the builder leaves it off by default because every worker
+#   start then compiles for over a minute (tests, rollouts);
 # - two workers of one thread each, batches of 4: one worker's batch runs while the other's results go
-#   back and its next batch comes in, which a single worker spends idle (13 % of its time in bf16). At 8
-#   clients: bf16 +4-5 %, fp32 12 MP +5 %, fp32 small within noise (-2 %) of one worker x 2 threads x 8;
-#   the price is latency at 1 client (a batch runs on one core).
-# maxBatchDelay stays 20 ms. 5 ms cut (c)'s 1-client p50 from 65 to 48 ms and helped (c) at 8 clients, but
-# behind the API requests reach TorchServe spread out, batches got smaller, and (d) lost 11 % (12 MP fp32)
-# and 17 % (small bf16) in a full run.
+#   back and its next batch comes in, time that a single worker spends idle. The price is latency at one
+#   client: a batch runs on one core.
+# maxBatchDelay stays at the builder's 20 ms: behind the API, requests reach TorchServe spread out, and a
+# shorter delay gives (d) smaller batches.
 OUR_ARCHIVE_ARGS = ("--compile", "--workers", "2", "--batch-size", "4")
 
 

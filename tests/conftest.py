@@ -1,4 +1,4 @@
-"""Shared fixtures. TorchServe plumbing lives in tests/torchserve_support.py; this file only wires it up."""
+"""Shared fixtures. launcher.torchserve_process starts and stops TorchServe; this file only wires it up."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.torchserve_support import TorchServe, start_torchserve
+from launcher.torchserve_process import TorchServe, start
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +57,7 @@ def torchserve(
 ) -> Iterator[TorchServe]:
     """One real TorchServe for the whole session, on free loopback ports, serving resnet50."""
     started = time.perf_counter()
-    ts = start_torchserve(tmp_path_factory.mktemp("torchserve"), torchserve_model_store)
+    ts = start(tmp_path_factory.mktemp("torchserve"), torchserve_model_store)
     print(f"\nTorchServe ready in {time.perf_counter() - started:.1f} s at {ts.inference_url}")
     try:
         yield ts
@@ -70,18 +70,18 @@ def start_extra_torchserve(
     tmp_path: Path, torchserve_model_store: Path
 ) -> Iterator[Callable[..., TorchServe]]:
     """Factory for extra TorchServe instances (stopped after the test). Keyword arguments go to
-    tests.torchserve_support.start_torchserve, e.g. ``start(overrides={"token_expiration_min": 0.05},
-    load_models=None, wait_for_models=())`` for a model-less instance (about 2 s to start) whose keys
-    expire after 3 s. By default it serves the session's resnet50 archive (about 6 s to start)."""
+    launcher.torchserve_process.start, e.g. ``start(overrides={"token_expiration_min": 0.05}, models={})``
+    for a model-less instance (about 2 s to start) whose keys expire after 3 s. By default it serves the
+    session's resnet50 archive (about 6 s to start)."""
     started: list[TorchServe] = []
 
-    def start(model_store: Path | None = None, **kwargs: Any) -> TorchServe:
+    def start_extra(model_store: Path | None = None, **kwargs: Any) -> TorchServe:
         home = tmp_path / f"torchserve{len(started)}"
-        ts = start_torchserve(home, model_store or torchserve_model_store, **kwargs)
+        ts = start(home, model_store or torchserve_model_store, **kwargs)
         started.append(ts)
         return ts
 
-    yield start
+    yield start_extra
     for ts in started:
         ts.stop()
 

@@ -39,3 +39,10 @@ def test_every_control_api_package_and_module_is_named() -> None:
     assert len(expected) > 10
     unnamed = sorted(expected - named_paths())
     assert not unnamed
+
+
+def test_every_top_level_package_is_named() -> None:
+    packages = {f"{p.name}/" for p in ROOT.iterdir() if (p / "__init__.py").is_file() and p.name != "tests"}
+    assert {"control_api/", "handlers/", "bench/"} <= packages
+    unnamed = sorted(packages - named_paths())
+    assert not unnamed

@@ -13,8 +13,8 @@ from PIL import Image
 
 from control_api.extensions import torchserve as torchserve_ext
 from control_api.torchserve.keys import Key
+from launcher.torchserve_process import start as start_torchserve
 from tests.control_api.conftest import ADMIN_TOKEN, PASSWORD, AuthActions, app_on, torchserve_settings
-from tests.torchserve_support import start_torchserve
 
 
 def image_bytes(fmt: str, size: tuple[int, int] = (300, 200), mode: str = "RGB") -> bytes:

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import requests
 
+from launcher.torchserve_process import free_ports
 from tests.control_api.conftest import ADMIN_TOKEN, PASSWORD, configured_pg_url, scratch_pg_database
-from tests.torchserve_support import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOT = ROOT / "scripts" / "boot.sh"

@@ -16,7 +16,7 @@ import requests
 from PIL import Image
 
 import build_archive
-from tests.torchserve_support import TorchServe
+from launcher.torchserve_process import TorchServe
 
 MODEL = "efficientnet_lite0"
 CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 import build_archive
-from tests.torchserve_support import TorchServe
+from launcher.torchserve_process import TorchServe
 
 TIMEOUT = 60
 # Binary, so the handler cannot mistake it for base64 text (that would be 400 invalid_input instead).
@@ -263,9 +263,7 @@ def test_request_over_the_size_limit_is_refused(torchserve: TorchServe) -> None:
 
 def test_expired_key_and_renewal(start_extra_torchserve: Callable[..., TorchServe]) -> None:
     """On an extra TorchServe whose keys expire after 3 s: what the control API's key handling relies on."""
-    extra = start_extra_torchserve(
-        load_models=None, wait_for_models=(), overrides={"token_expiration_min": 0.05}
-    )
+    extra = start_extra_torchserve(models={}, overrides={"token_expiration_min": 0.05})
     ping = f"{extra.inference_url}/ping"
     old = extra.keys()
     assert requests.get(ping, headers=extra.headers(), timeout=TIMEOUT).status_code == 200

@@ -1,0 +1,121 @@
+"""The targets a run is held to, computed from its own cells: ratios between paths, latency bounds.
+
+Everything compared comes from the same run. A ratio whose inputs are missing (a path that was skipped or
+failed) has no value and the verdict "n/a" rather than a guess.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass
+class Check:
+    """One target line: what was compared, the bound, the measured value and the verdict."""
+
+    name: str
+    op: str  # ">=" or "<="
+    bound: float | None  # None: informational, no target
+    value: float | None
+    unit: str = "x"
+
+    @property
+    def verdict(self) -> str:
+        if self.bound is None:
+            return "info"
+        if self.value is None or math.isnan(self.value):
+            return "n/a"
+        ok = self.value >= self.bound if self.op == ">=" else self.value <= self.bound
+        return "PASS" if ok else "MISS"
+
+
+def find_cell(
+    results: dict[str, Any], path: str, precision: str, image: str, c: int
+) -> dict[str, Any] | None:
+    """The measured cell of ``path`` at ``precision`` for ``image`` at ``c`` clients, if any."""
+    for cell in results.get("cells", []):
+        if (cell["path"], cell["precision"], cell["image"], cell["concurrency"]) == (
+            path,
+            precision,
+            image,
+            c,
+        ):
+            return dict(cell)
+    return None
+
+
+def throughput(results: dict[str, Any], path: str, precision: str, image: str, c: int) -> float | None:
+    """Images/s of a cell; for (a), the model alone, its best batch size (it has no images or clients)."""
+    if path == "a":
+        alone = results.get("model_alone", {}).get(precision)
+        return float(alone["images_per_s"]) if alone else None
+    cell = find_cell(results, path, precision, image, c)
+    return float(cell["throughput_rps"]) if cell and cell["requests"] else None
+
+
+def p50(results: dict[str, Any], path: str, precision: str, image: str, c: int) -> float | None:
+    cell = find_cell(results, path, precision, image, c)
+    return float(cell["latency_ms"]["p50"]) if cell and cell["requests"] else None
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    return num / den if num is not None and den else None
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
+
+
+# Throughput ratios at 8 clients: (name, bound or None for information only, numerator, denominator),
+# each side (path, precision, image). (a) has one figure per precision: its best batch size.
+RATIO_CHECKS: list[tuple[str, float | None, tuple[str, str, str], tuple[str, str, str]]] = [
+    ("(d)/(b) small JPEG, c=8, fp32", 1.5, ("d", "fp32", "small"), ("b", "fp32", "small")),
+    ("(d)/(b) 12 MP JPEG, c=8, fp32", 3.0, ("d", "fp32", "12mp"), ("b", "fp32", "12mp")),
+    ("(d) fast/(b) small JPEG, c=8", 2.5, ("d", "bf16", "small"), ("b", "fp32", "small")),
+    ("(d)/(a) small JPEG, c=8, fp32", 1.0, ("d", "fp32", "small"), ("a", "fp32", "")),
+    ("(d) fast/fp32 small JPEG, c=8", 1.8, ("d", "bf16", "small"), ("d", "fp32", "small")),
+    ("(d) fast/fp32 12 MP JPEG, c=8", None, ("d", "bf16", "12mp"), ("d", "fp32", "12mp")),
+    ("(d) fast/(a) bf16 small JPEG, c=8", None, ("d", "bf16", "small"), ("a", "bf16", "")),
+    ("(c)/(b) small JPEG, c=8, fp32", None, ("c", "fp32", "small"), ("b", "fp32", "small")),
+    ("(c)/(b) 12 MP JPEG, c=8, fp32", None, ("c", "fp32", "12mp"), ("b", "fp32", "12mp")),
+    ("(d)/(c) small JPEG, c=8, fp32", None, ("d", "fp32", "small"), ("c", "fp32", "small")),
+    ("(a) bf16/fp32, model alone", None, ("a", "bf16", ""), ("a", "fp32", "")),
+]
+API_LATENCY_BOUND_MS = 5.0
+STATS_BOUND_MS = 100.0
+
+
+def checks(results: dict[str, Any]) -> list[Check]:
+    """The targets (and a few informative ratios), computed from this run's cells."""
+    out = [
+        Check(name, ">=", bound, _ratio(throughput(results, *num, 8), throughput(results, *den, 8)))
+        for name, bound, num, den in RATIO_CHECKS
+    ]
+    paired = results.get("api_added", {}).get("median_diff_ms")
+    out.append(
+        Check("API-added p50, (d)-(c), small, c=1, paired runs", "<=", API_LATENCY_BOUND_MS, paired, "ms")
+    )
+    for image in ("small", "12mp"):
+        added = _diff(p50(results, "d", "fp32", image, 1), p50(results, "c", "fp32", image, 1))
+        out.append(Check(f"API-added p50, (d)-(c), {image}, c=1, from the cells", "<=", None, added, "ms"))
+    for backend, stats in results.get("stats", {}).items():
+        if not isinstance(stats, dict) or "median_ms" not in stats:
+            continue
+        rows = f"{stats.get('rows', 0):,} rows"
+        out.append(
+            Check(f"GET /stats, {backend}, {rows}, all time", "<=", STATS_BOUND_MS, stats["median_ms"], "ms")
+        )
+        window = stats.get("window_7d", {}).get("median_ms")
+        out.append(Check(f"GET /stats, {backend}, {rows}, 7-day window", "<=", STATS_BOUND_MS, window, "ms"))
+    return out
+
+
+def finalize(results: dict[str, Any]) -> dict[str, Any]:
+    """Attach the computed checks (as plain dicts) so results.json carries the verdicts too."""
+    items = checks(results)
+    results["checks"] = [asdict(c) for c in items]
+    for c, d in zip(items, results["checks"], strict=True):
+        d["verdict"] = c.verdict
+    return results

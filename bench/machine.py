@@ -1,0 +1,79 @@
+"""What a run measured on: the CPU model, its cores, and the instruction-set extensions that decide how fast
+the model runs (AVX-512 VNNI and BF16, AMX), with the software versions.
+
+bf16 only pays off where the CPU computes in it natively (``avx512_bf16``, or AMX's ``amx_bf16``); without
+them PyTorch emulates it and the ``fast`` archive gains little. Every run records these, so its numbers can
+be read against the hardware that produced them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+CPUINFO = Path("/proc/cpuinfo")
+# The extensions PyTorch's CPU kernels use for fp32, bf16 and int8 inference, oldest first.
+ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    """The first processor's ``name`` line of /proc/cpuinfo (Linux), or None."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == name:
+            return value.strip()
+    return None
+
+
+def cpu_model() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or "?"
+
+
+def isa_flags() -> dict[str, bool]:
+    """Which of ``ISA_FLAGS`` the CPU reports (all False where /proc/cpuinfo is not readable)."""
+    flags = set((_cpuinfo_field("flags") or "").split())
+    return {flag: flag in flags for flag in ISA_FLAGS}
+
+
+def describe() -> dict[str, Any]:
+    """The machine and software part of a run's ``meta``."""
+    import torch
+    from ts.version import __version__ as ts_version
+
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "isa_flags": isa_flags(),
+        # The widest kernels PyTorch dispatches to on this CPU (e.g. AVX2, AVX512).
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "torchserve": ts_version,
+        "python": platform.python_version(),
+    }
+
+
+def isa_summary(flags: dict[str, bool] | None) -> str:
+    """'avx2, fma; not avx512f, ...' for a report line."""
+    if not flags:
+        return "ISA flags not recorded"
+    have = [flag for flag, present in flags.items() if present]
+    lack = [flag for flag, present in flags.items() if not present]
+    text = ", ".join(have) or "none of " + ", ".join(ISA_FLAGS)
+    return f"{text}; not {', '.join(lack)}" if have and lack else text

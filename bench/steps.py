@@ -1,0 +1,170 @@
+"""The steps of a bench run, and the state they share (``Bench``): results so far, the plan, the temp dir.
+
+Each step measures one path and adds to ``Bench.results``; ``Bench.step`` records a failing step under
+"errors" instead of raising, and saves the partial results after every step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.checks import finalize
+from bench.images import bench_images
+from bench.runner import CellPlan, QuietGate, Target, paired_p50_difference, run_target
+from bench.torchserve import (
+    OUR_ARCHIVE_ARGS,
+    REPO,
+    build_our_archive,
+    build_stock_archive,
+    inference_headers,
+    predict_url,
+    serve,
+)
+from launcher.torchserve_process import TorchServe
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def run_json_module(module: str, *module_args: str, timeout: float = 900.0) -> Any:
+    """Run ``python -m module args`` alone (it gets the cores) and parse the JSON it prints last."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *module_args],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module} exited {proc.returncode}: {proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+class Bench:
+    """State of one run: results so far, the plan, the temp dir and where to save."""
+
+    def __init__(self, args: argparse.Namespace, tmp: Path, results: dict[str, Any]) -> None:
+        self.args = args
+        self.tmp = tmp
+        self.results = results
+        self.images = bench_images()
+        self.gate = QuietGate(max_wait_s=args.quiet_wait, budget_s=5 * args.quiet_wait)
+        self.plan = CellPlan(
+            duration_s={1: args.duration_c1, 8: args.duration},
+            warmup_s=args.warmup,
+            gate=self.gate,
+            server_warmup_s=args.server_warmup,
+        )
+
+    def save(self) -> None:
+        self.args.out.mkdir(parents=True, exist_ok=True)
+        finalize(self.results)
+        (self.args.out / "results.json").write_text(json.dumps(self.results, indent=1, default=str))
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time a step, record (not raise) its failure, and save partial results after it."""
+        log(f"== {name}")
+        t0 = time.perf_counter()
+        try:
+            yield
+        except Exception as exc:
+            log(f"!! {name} failed: {exc}")
+            self.results["errors"].append(f"{name}: {type(exc).__name__}: {exc}"[:2000])
+            traceback.print_exc()
+        finally:
+            self.results["step_seconds"][name] = round(time.perf_counter() - t0, 1)
+            self.save()
+
+    def measure(self, target: Target) -> dict[str, Any]:
+        out = run_target(target, self.images, self.plan, self.tmp / "loadgen", log)
+        self.results["cells"].extend(out["cells"])
+        self.results["preflight"][f"{target.path}_{target.precision}"] = out["preflight"]
+        return out
+
+    def model_alone(self) -> None:
+        seconds = "1" if self.args.quick else "4"
+        sizes = "1,8" if self.args.quick else "1,4,8,16"
+        for precision in ("fp32", "bf16"):
+            busy = self.gate.wait(log)
+            res = run_json_module(
+                "bench.model_alone", "--precision", precision, "--batch-sizes", sizes, "--seconds", seconds
+            )
+            self.results["model_alone"][precision] = {**res, "busy_before": round(busy, 3)}
+            log(f"  (a) {precision}: {res['images_per_s']:.2f} img/s at batch {res['best_batch_size']}")
+
+    def decode(self) -> None:
+        repeats = "5" if self.args.quick else "15"
+        busy = self.gate.wait(log)
+        res = run_json_module("bench.decode_micro", "--repeats", repeats)
+        self.results["decode"] = {**res, "busy_before": round(busy, 3)}
+        for row in res["rows"]:
+            log(f"  {row['name']:<40} median {row['median_ms']:.1f} ms")
+
+    def stock(self) -> None:
+        store = self.tmp / "store_stock"
+        archive = build_stock_archive(self.tmp / "stock_src", store)
+        with serve(self.tmp / "ts_stock", store, archive, {"default_workers_per_model": "1"}) as ts:
+            self._record_server("b_fp32", ts)
+            target = Target("b", "fp32", "(b) stock, 1 worker", predict_url(ts), inference_headers(ts))
+            target.metrics_url = ts.metrics_url
+            self.measure(target)
+
+    def ours(self, precision: str) -> None:
+        store = self.tmp / f"store_{precision}"
+        archive = build_our_archive(store, precision)
+        with serve(self.tmp / f"ts_{precision}", store, archive) as ts:
+            self._record_server(f"c_{precision}", ts)
+            self.results["servers"][f"c_{precision}"]["builder_args"] = " ".join(OUR_ARCHIVE_ARGS)
+            target = Target("c", precision, f"(c) ours {precision}", predict_url(ts), inference_headers(ts))
+            target.fields = ["timings_ms.preprocess", "timings_ms.inference"]
+            target.metrics_url = ts.metrics_url
+            self.measure(target)
+            self.full_stack(ts, target)
+
+    def full_stack(self, ts: TorchServe, direct: Target) -> None:
+        """(d) through the control API in front of ``ts``; failures here do not lose (c)'s cells.
+        For fp32, then the API-added latency as paired (c)/(d) runs (see ``paired_p50_difference``)."""
+        from bench import api
+
+        precision = direct.precision
+        with (
+            self.step(f"(d) full stack {precision}"),
+            api.start_api(ts, self.tmp / f"api_{precision}") as server,
+        ):
+            self.results["servers"][f"d_{precision}"] = server.describe()
+            target = api.api_target(server, precision)
+            target.metrics_url = ts.metrics_url
+            self.measure(target)
+            if precision == "fp32":
+                self.api_added(direct, target)
+
+    def api_added(self, direct: Target, full: Target) -> None:
+        rounds, seconds = (3, 2.0) if self.args.quick else (7, 5.0)
+        small = next(image for image in self.images if image.key == "small")
+        self.gate.wait(log)
+        res = paired_p50_difference(direct, full, small, rounds, seconds, self.tmp / "loadgen")
+        self.results["api_added"] = res
+        log(f"  API-added p50, paired (c)/(d) runs, small, c=1: {res['median_diff_ms']:.2f} ms")
+
+    def stats(self) -> None:
+        from bench import stats_seed
+
+        for backend in ("sqlite", "postgresql"):
+            with self.step(f"/stats {backend}"):
+                self.gate.wait(log)
+                res = stats_seed.run(backend, self.args.stats_rows, self.tmp / "stats")
+                self.results["stats"][backend] = res
+                log(f"  /stats {backend}: median {res['median_ms']:.1f} ms over {res['rows']:,} rows")
+
+    def _record_server(self, key: str, ts: TorchServe) -> None:
+        desc = ts.describe()[0]
+        keep = ("modelVersion", "batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")
+        self.results["servers"][key] = {k: desc.get(k) for k in keep}

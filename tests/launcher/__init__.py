@@ -1,0 +1,1 @@
+"""Tests of launcher/: starting and stopping real processes."""
