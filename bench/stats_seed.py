@@ -126,19 +126,10 @@ def fresh_database(backend: str, work: Path, pg_url: str = PG_URL) -> Iterator[s
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
-    import psycopg
-    from sqlalchemy.engine import make_url
+    from launcher.databases import scratch_postgres_database
 
-    url = make_url(pg_url)
-    server = url.set(drivername="postgresql").render_as_string(hide_password=False)  # what psycopg reads
-    name = f"bench_{secrets.token_hex(6)}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database(pg_url, prefix="bench") as url:
+        yield url
 
 
 def run(backend: str, rows: int, work: Path, pg_url: str = PG_URL) -> dict[str, Any]:

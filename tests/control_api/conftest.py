@@ -11,21 +11,20 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from apiflask import APIFlask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy.engine import make_url
 
 from control_api import create_app
 from control_api.config import normalize_database_url
 from control_api.extensions import MIGRATIONS_DIR, db
 from control_api.tables import User
+from launcher.databases import scratch_postgres_database
 from tests.control_api.fake_torchserve import FakeTorchServe, running_fake
 
 SECRET_KEY = secrets.token_urlsafe(48)
@@ -39,19 +38,9 @@ def configured_pg_url() -> str | None:
     return normalize_database_url(url) if url else None
 
 
-@contextmanager
-def scratch_pg_database(base_url: str) -> Iterator[str]:
+def scratch_pg_database(base_url: str) -> AbstractContextManager[str]:
     """A fresh, empty PostgreSQL database on TEST_DATABASE_URL's server, dropped afterwards."""
-    url = make_url(base_url)
-    name = f"test_{secrets.token_hex(6)}"
-    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return scratch_postgres_database(base_url, prefix="test")
 
 
 def make_app(database_url: str, instance: Path, **overrides: Any) -> APIFlask:

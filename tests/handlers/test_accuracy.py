@@ -17,6 +17,7 @@ from PIL import Image
 
 import build_archive
 from launcher.torchserve_process import TorchServe
+from tests.handlers.conftest import registered
 
 MODEL = "efficientnet_lite0"
 CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -40,12 +41,8 @@ def lite0(torchserve: TorchServe) -> Iterator[str]:
     )
     result = build_archive.build(args)
     assert result.trained, result.weights_source
-    mgmt = {"headers": torchserve.headers("management"), "timeout": 120}
-    params = {"url": f"{MODEL}.mar", "initial_workers": 1, "synchronous": "true"}
-    r = requests.post(f"{torchserve.management_url}/models", params=params, **mgmt)  # type: ignore[arg-type]
-    assert r.status_code == 200, r.text
-    yield MODEL
-    requests.delete(f"{torchserve.management_url}/models/{MODEL}", **mgmt)  # type: ignore[arg-type]
+    with registered(torchserve, MODEL):
+        yield MODEL
 
 
 def encode(pixels: np.ndarray, fmt: str) -> bytes:

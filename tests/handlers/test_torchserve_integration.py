@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ import requests
 
 import build_archive
 from launcher.torchserve_process import TorchServe
+from tests.handlers.conftest import registered
 
 TIMEOUT = 60
 # Binary, so the handler cannot mistake it for base64 text (that would be 400 invalid_input instead).
@@ -158,12 +160,8 @@ def batch_model(torchserve: TorchServe) -> Iterator[str]:
          "--batch-size", "8", "--max-batch-delay", "3000"]
     )  # fmt: skip
     build_archive.build(args)
-    mgmt = {"headers": torchserve.headers("management"), "timeout": 120}
-    params = {"url": f"{name}.mar", "initial_workers": 1, "synchronous": "true"}
-    r = requests.post(f"{torchserve.management_url}/models", params=params, **mgmt)  # type: ignore[arg-type]
-    assert r.status_code == 200, r.text
-    yield name
-    requests.delete(f"{torchserve.management_url}/models/{name}", **mgmt)  # type: ignore[arg-type]
+    with registered(torchserve, name):
+        yield name
 
 
 def batches_received(ts: TorchServe, model: str) -> int:
@@ -262,12 +260,14 @@ def test_request_over_the_size_limit_is_refused(torchserve: TorchServe) -> None:
 
 
 def test_expired_key_and_renewal(start_extra_torchserve: Callable[..., TorchServe]) -> None:
-    """On an extra TorchServe whose keys expire after 3 s: what the control API's key handling relies on."""
-    extra = start_extra_torchserve(models={}, overrides={"token_expiration_min": 0.05})
+    """On an extra TorchServe whose keys expire after 6 s: what the control API's key handling relies on."""
+    extra = start_extra_torchserve(models={}, overrides={"token_expiration_min": 0.1})
     ping = f"{extra.inference_url}/ping"
     old = extra.keys()
     assert requests.get(ping, headers=extra.headers(), timeout=TIMEOUT).status_code == 200
-    time.sleep(3.2)
+    stated = json.loads(extra.key_file.read_text())["inference"]["expiration time"]
+    expires_at = datetime.fromisoformat(stated.replace("Z", "+00:00")).timestamp()
+    time.sleep(max(0.0, expires_at - time.time()) + 0.5)
     expired = requests.get(ping, headers=extra.headers(), timeout=TIMEOUT)
     assert expired.status_code == 400 and expired.json()["type"] == "InvalidKeyException"
     # Renewal: GET /token?type=... on the management port with the API key; the key file is rewritten.
