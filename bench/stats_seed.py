@@ -41,7 +41,7 @@ def make_app(db_url: str, instance: Path) -> Any:
             "SECRET_KEY": secrets.token_urlsafe(48),
             "ADMIN_TOKEN": secrets.token_urlsafe(32),
             "RATELIMIT_ENABLED": False,
-            "BCRYPT_ROUNDS": 4,
+            "BCRYPT_ROUNDS": 10,  # the least create_app accepts outside tests
             "INSTANCE_PATH": str(instance),
         }
     )

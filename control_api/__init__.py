@@ -64,14 +64,24 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     from .auth import routes as auth_routes
     from .forward import routes as forward_routes
     from .forward.uploads import UploadRequest
+    from .me import routes as me_routes
     from .model_admin import routes as model_routes
     from .ops import health_routes, metrics_routes, request_tracking
     from .records import routes as records_routes
+    from .users import routes as users_routes
 
     app.request_class = UploadRequest
     request_tracking.init_app(app)  # first: every later hook, view and log line sees the request ID
     body_limits.init_app(app)
-    blueprints = (auth_routes, forward_routes, records_routes, model_routes, audit_routes)
+    blueprints = (
+        auth_routes,
+        me_routes,
+        forward_routes,
+        records_routes,
+        model_routes,
+        audit_routes,
+        users_routes,
+    )
     for module in (*blueprints, health_routes, metrics_routes):
         app.register_blueprint(module.bp)
     rate_limits.init_app(app)  # after the views' modules are imported: it wraps their @rate_limited views

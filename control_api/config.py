@@ -34,9 +34,18 @@ KNOWN_WEAK_SECRETS = frozenset(
         "replace-me",
         "test",
         "testing",
+        "admin",
+        "admin-token",
+        "admin_token",
+        "admintoken",
+        "your-admin-token",
     }
 )
 MIN_SECRET_LENGTH = 32
+# bcrypt's work factor: 4 is its floor (tests use it for speed); anything below 10 is too cheap to guess.
+MIN_BCRYPT_ROUNDS = 10
+# A stolen token works until it expires: one day at the most.
+MAX_JWT_EXPIRATION_MINUTES = 24 * 60
 SYMMETRIC_JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_FORMATS = ("text", "json")
@@ -162,10 +171,15 @@ def finalize(config: dict[str, Any]) -> None:
         )
     if not 4 <= int(config["BCRYPT_ROUNDS"]) <= 31:
         raise ConfigError("BCRYPT_ROUNDS must be between 4 and 31")
+    if not 1 <= int(config["JWT_EXPIRATION_MINUTES"]) <= MAX_JWT_EXPIRATION_MINUTES:
+        raise ConfigError(
+            f"JWT_EXPIRATION_MINUTES must be between 1 and {MAX_JWT_EXPIRATION_MINUTES} (24 hours), "
+            f"got {config['JWT_EXPIRATION_MINUTES']}"
+        )
     if int(config["MAX_UPLOAD_MB"]) < 1:
         raise ConfigError("MAX_UPLOAD_MB must be at least 1")
     if not config.get("TESTING"):
-        check_secret(config["SECRET_KEY"])
+        _check_secrets(config)
     _check_operations(config)
     # The upload limit (body_limits.py checks it): the files together, and the whole body, which adds a
     # multipart envelope (boundaries, part headers, the top_k/model fields) on top of the files.
@@ -210,23 +224,50 @@ def _check_operations(config: dict[str, Any]) -> None:
         raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {redis_url!r}")
 
 
-def check_secret(secret: str) -> None:
-    """Refuse a missing, short, well-known or low-entropy SECRET_KEY (it signs every JWT)."""
+def _check_secrets(config: dict[str, Any]) -> None:
+    """Outside tests: SECRET_KEY strong; ADMIN_TOKEN, when set, strong and not SECRET_KEY again; bcrypt
+    slow enough."""
+    check_secret(config["SECRET_KEY"])
+    admin_token = str(config.get("ADMIN_TOKEN") or "")
+    if admin_token:  # unset: DELETE /history is refused
+        check_secret(admin_token, "ADMIN_TOKEN")
+        if admin_token == config["SECRET_KEY"]:
+            raise ConfigError("ADMIN_TOKEN must not be SECRET_KEY: whoever holds it could sign tokens")
+    if int(config["BCRYPT_ROUNDS"]) < MIN_BCRYPT_ROUNDS:
+        raise ConfigError(
+            f"BCRYPT_ROUNDS must be at least {MIN_BCRYPT_ROUNDS} outside tests (12 by default), "
+            f"got {config['BCRYPT_ROUNDS']}"
+        )
+
+
+def check_secret(secret: str, name: str = "SECRET_KEY") -> None:
+    """Refuse a missing, short, well-known or low-entropy secret (SECRET_KEY signs every JWT; ADMIN_TOKEN
+    guards DELETE /history)."""
     hint = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
     if secret.strip().lower() in KNOWN_WEAK_SECRETS:
-        raise ConfigError(f"SECRET_KEY is unset or a well-known default; {hint}")
+        raise ConfigError(f"{name} is unset or a well-known default; {hint}")
     if len(secret) < MIN_SECRET_LENGTH:
-        raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters; {hint}")
+        raise ConfigError(f"{name} must be at least {MIN_SECRET_LENGTH} characters; {hint}")
     if len(set(secret)) < 10:
-        raise ConfigError(f"SECRET_KEY has too little variety to be random; {hint}")
+        raise ConfigError(f"{name} has too little variety to be random; {hint}")
 
 
 def engine_options(url: str) -> dict[str, Any]:
-    """Pool and driver options per backend."""
+    """Pool and driver options per backend.
+
+    ``hide_parameters``: a statement's values (a bcrypt hash, a username) never appear in the text of a
+    database error, so a logged IntegrityError or OperationalError cannot leak them.
+    """
     if url.startswith("sqlite"):
         # The driver-level timeout is SQLite's busy timeout: writers wait for the lock instead of failing.
-        return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10, "pool_recycle": 1800}
+        return {"connect_args": {"timeout": 30}, "hide_parameters": True}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 10,
+        "max_overflow": 10,
+        "pool_recycle": 1800,
+        "hide_parameters": True,
+    }
 
 
 def generate_secrets() -> dict[str, str]:

@@ -43,7 +43,13 @@ def _dummy_hash(rounds: int) -> bytes:
 
 
 class User(db.Model):  # type: ignore[name-defined]
-    """An account: a user of /forward, or an admin."""
+    """An account: a user of /forward, or an admin.
+
+    Usernames are unique regardless of case (the unique index on ``lower(username)`` below); the stored
+    spelling is the one shown. ``token_version`` is carried by every token issued (``auth.tokens``) and
+    bumped when the password changes, the admin role is taken away or the account is disabled: the tokens
+    issued before stop working. A disabled account gets no token.
+    """
 
     __tablename__ = "users"
     # AUTOINCREMENT: SQLite must never reuse a deleted user's id (their tokens carry it).
@@ -54,6 +60,10 @@ class User(db.Model):  # type: ignore[name-defined]
     password_hash: Mapped[str] = mapped_column(sa.String(128), nullable=False)
     is_admin: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+    disabled: Mapped[bool] = mapped_column(
+        sa.Boolean, nullable=False, default=False, server_default=sa.false()
+    )
+    token_version: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default="0")
 
     def set_password(self, password: str, rounds: int | None = None) -> None:
         rounds = rounds or int(current_app.config["BCRYPT_ROUNDS"])
@@ -66,6 +76,10 @@ class User(db.Model):  # type: ignore[name-defined]
     def burn_password_check(password: str) -> None:
         """Spend the time of a real check, for an unknown username."""
         bcrypt.checkpw(_prehash(password), _dummy_hash(int(current_app.config["BCRYPT_ROUNDS"])))
+
+
+# "Alice" and "alice" cannot both exist; finding a user by name (login) goes through this index.
+sa.Index("uq_users_username_lower", sa.func.lower(User.username), unique=True)
 
 
 class History(db.Model):  # type: ignore[name-defined]
@@ -82,6 +96,9 @@ class History(db.Model):  # type: ignore[name-defined]
         sa.Index("ix_history_model_created_at", "model_name", "model_version", "created_at"),
         # Tracing one request (GET /history?request_id=...) from a log line or a client's X-Request-ID.
         sa.Index("ix_history_request_id", "request_id"),
+        # A user's own rows (GET /me/history) and their daily usage (GET /me/usage): covering for the
+        # usage counts, so a user with many rows is summed from the index alone.
+        sa.Index("ix_history_user_id_created_at", "user_id", "created_at", "status_code", "file_count"),
         # Percentiles: ORDER BY processing_time LIMIT 1 OFFSET k walks this index; created_at and the
         # model columns make it covering for the since/until (and per-model) filters.
         sa.Index(

@@ -1,11 +1,14 @@
 """The audit trail: who did which admin action to what, when, and how it ended (``GET /audit`` reads it).
 
 Audited: model registration, default-version changes, scaling and unregistration (``/models``), history
-deletion, and admin creation (the ``create-admin`` command and the ``ADMIN_USERNAME`` bootstrap).
+deletion, admin creation (the ``create-admin`` command and the ``ADMIN_USERNAME`` bootstrap), user
+management (``/users``) and a user deleting their own account (``DELETE /me``). Request bodies and query
+strings are kept in the row's details, less any field named like a password, token or secret.
 
 ``@audited(action)`` sits under ``@admin_required`` (only admins get that far; anonymous and non-admin
 attempts are answered 401/403 and counted in the request metrics and logs, not audited, so that they
-cannot flood the table). It writes the row first, committed, with no outcome yet; if that fails the
+cannot flood the table); ``DELETE /me`` is the one self-service action audited, under
+``@token_required``. It writes the row first, committed, with no outcome yet; if that fails the
 action is refused (503): nothing is done that the audit log would not show. After the action it
 completes the row with the status code, success and error message.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
@@ -34,6 +38,9 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_DETAILS_CHARS = 4000
 MAX_ERROR_MESSAGE = 1000
+# Fields never kept in the audit log (a password confirming the action, a token): their value is replaced.
+SECRET_FIELD = re.compile(r"password|token|secret", re.IGNORECASE)
+REDACTED = "[redacted]"
 
 
 @dataclass
@@ -56,13 +63,22 @@ def _bounded(details: dict[str, Any]) -> dict[str, Any] | None:
     return loaded
 
 
+def _redacted(value: Any) -> Any:
+    """``value`` with every field whose name says it holds a secret replaced by ``REDACTED``."""
+    if isinstance(value, dict):
+        return {k: REDACTED if SECRET_FIELD.search(str(k)) else _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
+
+
 def _request_details() -> dict[str, Any]:
     details: dict[str, Any] = {}
     if request.args:
-        details["query"] = request.args.to_dict(flat=True)
+        details["query"] = _redacted(request.args.to_dict(flat=True))
     body = request.get_json(silent=True) if request.is_json else None
     if body is not None:
-        details["body"] = body
+        details["body"] = _redacted(body)
     return details
 
 

@@ -19,6 +19,7 @@ from ..config import ConfigError
 from ..extensions import db
 from ..names import is_username
 from ..tables import User
+from .accounts import change_password
 from .users import find_user, is_password
 
 log = logging.getLogger(__name__)
@@ -31,32 +32,41 @@ log = logging.getLogger(__name__)
     "--password", prompt=True, hide_input=True, confirmation_prompt=True, help="prompted when absent"
 )
 def create_admin_command(username: str, password: str) -> None:
-    """Create the admin USERNAME, or make an existing user admin and set their password."""
+    """Create the admin USERNAME, or make an existing user (any case) an enabled admin and set their
+    password."""
     if not is_username(username):
         raise click.BadParameter(
             "3-64 characters of letters, digits, '_', '.' and '-'", param_hint="USERNAME"
         )
     if not is_password(password):
         raise click.BadParameter("8-128 characters", param_hint="--password")
-    user = find_user(username)
+    user = find_user(username)  # in any case: "Boss" updates an existing "boss"
     created = user is None
     if user is None:
         user = User(username=username)
         db.session.add(user)
-    was_admin = bool(user.is_admin)
-    user.is_admin = True
-    user.set_password(password)
+        user.set_password(password)
+    else:
+        change_password(user, password)  # the tokens issued under the old password stop working
+    was_admin, was_disabled = bool(user.is_admin), bool(user.disabled)
+    user.is_admin, user.disabled = True, False  # also how a locked-out admin gets back in
     db.session.flush()
     add_row(
         "admin.create" if created else "admin.update",
         f"cli:{_os_user()}",
-        target=username,
-        details={"user_id": user.id, "created": created, "was_admin": was_admin, "password_set": True},
+        target=user.username,
+        details={
+            "user_id": user.id,
+            "created": created,
+            "was_admin": was_admin,
+            "was_disabled": was_disabled,
+            "password_set": True,
+        },
         status_code=201 if created else 200,
         success=True,
     )
     db.session.commit()  # the account and its audit row, together
-    click.echo(f"{'Created' if created else 'Updated'} admin {username!r}.")
+    click.echo(f"{'Created' if created else 'Updated'} admin {user.username!r}.")
 
 
 def _os_user() -> str:

@@ -9,7 +9,12 @@ from typing import Any, TypeVar
 
 from flask_jwt_extended import current_user as token_user
 from flask_jwt_extended import verify_jwt_in_request
-from flask_jwt_extended.exceptions import JWTExtendedException, NoAuthorizationError, UserLookupError
+from flask_jwt_extended.exceptions import (
+    JWTExtendedException,
+    NoAuthorizationError,
+    RevokedTokenError,
+    UserLookupError,
+)
 from jwt import ExpiredSignatureError, PyJWTError
 
 from ..errors import APIError
@@ -29,6 +34,12 @@ def authenticate() -> CurrentUser:
         ) from exc
     except ExpiredSignatureError as exc:
         raise unauthorized("token_expired", "The token has expired; get a new one from /token.") from exc
+    except RevokedTokenError as exc:
+        raise unauthorized(
+            "token_revoked",
+            "The token was revoked (password changed, admin role removed or account disabled); "
+            "get a new one from /token.",
+        ) from exc
     except UserLookupError as exc:
         raise unauthorized("invalid_token", "The token's user no longer exists.") from exc
     except (JWTExtendedException, PyJWTError) as exc:
@@ -59,5 +70,6 @@ def admin_required(f: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-# OpenAPI responses shared by every admin-only endpoint.
-ADMIN_ERRORS = {401: "No token, or an invalid or expired one", 403: "Not an admin"}
+# OpenAPI responses shared by every endpoint that needs a token, and by every admin-only endpoint.
+TOKEN_ERRORS = {401: "No token, or an invalid, expired or revoked (token_revoked) one"}
+ADMIN_ERRORS = {**TOKEN_ERRORS, 403: "Not an admin"}

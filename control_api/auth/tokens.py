@@ -2,13 +2,17 @@
 
 Tokens are HS256 (or HS384/HS512) JWTs signed with SECRET_KEY; ``sub`` is the user id as a string
 (PyJWT 2.10+ requires a string) and ``username`` is checked as well, so a token cannot outlive its
-user, even if a deleted user's id were ever reused. Every JWT failure is a 401 in our error shape.
+user, even if a deleted user's id were ever reused. ``ver`` is the user's ``token_version`` when the token
+was issued: a password change, a demotion or disabling the account bumps it (``auth.accounts``), and every
+token carrying an older one is revoked (401 ``token_revoked``), as is every token of a disabled account.
+Every JWT failure is a 401 in our error shape.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from flask_jwt_extended import create_access_token
 
 from ..errors import APIError, error_body
@@ -16,19 +20,34 @@ from ..extensions import db, jwt
 from ..tables import User
 
 BEARER = {"WWW-Authenticate": 'Bearer realm="control-api"'}
+# A token in an answer is never cached (RFC 6749, 5.1).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def issue_token(user: User) -> str:
     """An access token for ``user``, valid for JWT_EXPIRATION_MINUTES (needs an app context)."""
-    return create_access_token(identity=str(user.id), additional_claims={"username": user.username})
+    return create_access_token(
+        identity=str(user.id), additional_claims={"username": user.username, "ver": user.token_version}
+    )
+
+
+def token_body(user: User) -> dict[str, Any]:
+    """The answer that hands ``user`` a fresh token (``TokenOut``)."""
+    expires = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
+    return {
+        "access_token": issue_token(user),
+        "token_type": "bearer",
+        "expires_in": int(expires.total_seconds()),
+    }
 
 
 def unauthorized(slug: str, message: str) -> APIError:
     return APIError(401, slug, message, headers=BEARER)
 
 
-@jwt.user_lookup_loader
-def _load_user(_header: dict[str, Any], payload: dict[str, Any]) -> User | None:
+def _token_user(payload: dict[str, Any]) -> User | None:
+    """The token's user, if it still exists under the same name (read once a request: the session's
+    identity map serves the second call)."""
     try:
         user_id = int(payload["sub"])
     except (KeyError, TypeError, ValueError):
@@ -37,6 +56,17 @@ def _load_user(_header: dict[str, Any], payload: dict[str, Any]) -> User | None:
     if user is None or user.username != payload.get("username"):
         return None
     return user
+
+
+@jwt.token_in_blocklist_loader
+def _is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
+    user = _token_user(payload)
+    return user is not None and (user.disabled or payload.get("ver") != user.token_version)
+
+
+@jwt.user_lookup_loader
+def _load_user(_header: dict[str, Any], payload: dict[str, Any]) -> User | None:
+    return _token_user(payload)
 
 
 # flask-jwt-extended answers 401/422 in its own shape when its decorators are used directly; ours are

@@ -3,8 +3,11 @@
 Standard library (and Flask, lazily) only: gunicorn.conf.py loads this file by path in the gunicorn master,
 so that the master formats its own lines the same way without importing the application.
 
-A JSON line holds ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``message``, ``request_id`` (inside a
-request), every ``extra={...}`` field the call passed, and ``exc_info`` for exceptions.
+A text line is ``TEXT_FORMAT`` with control characters escaped (``TextFormatter``), so that nothing a
+client sends (a decoded path, a header) can start a line of its own; a JSON line has them escaped by
+``json.dumps`` (and U+2028/U+2029 by ``JsonFormatter``). A JSON line holds ``ts`` (UTC, ISO 8601),
+``level``, ``logger``, ``message``, ``request_id`` (inside a request), every ``extra={...}`` field the call
+passed, and ``exc_info`` for exceptions.
 """
 
 from __future__ import annotations
@@ -64,11 +67,35 @@ class JsonFormatter(logging.Formatter):
             payload["exc_info"] = self.formatException(record.exc_info)
         if record.stack_info:
             payload["stack_info"] = self.formatStack(record.stack_info)
-        return json.dumps(payload, default=str, ensure_ascii=False)
+        # json.dumps escapes CR, LF and the other C0 characters; U+2028/U+2029 are line breaks to many
+        # readers (JavaScript, str.splitlines) but not to JSON: escape those too.
+        line = json.dumps(payload, default=str, ensure_ascii=False)
+        return line.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+# Control characters (C0, DEL, C1) and Unicode's line and paragraph separators, as visible escapes.
+_CONTROL_ESCAPES = {
+    code: {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}.get(code, f"\\x{code:02x}")
+    for code in (*range(0x20), *range(0x7F, 0xA0))
+} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` on one line: CR, LF and every other control character written as an escape."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT`` lines that a client cannot break: a decoded path, a username or a header value
+    holding CR/LF (or other control characters) is escaped, never a new line. A traceback keeps its lines
+    below its record's line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
 
 
 def make_formatter(log_format: str) -> logging.Formatter:
-    return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    return JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT)
 
 
 def make_handler(log_format: str, stream: IO[str] | None = None) -> logging.Handler:

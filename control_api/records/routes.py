@@ -13,8 +13,9 @@ from marshmallow import RAISE
 from ..audit.trail import audited, note
 from ..auth.guards import ADMIN_ERRORS, admin_required
 from ..errors import APIError
-from ..pagination import created_between, newest_first
+from ..pagination import newest_first
 from ..tables import History
+from .filters import history_filters
 from .schemas import (
     AdminTokenHeader,
     DeletedOut,
@@ -29,23 +30,6 @@ from .writes import delete_history
 
 bp = APIBlueprint("history", __name__, tag="History")
 
-# Query field -> the column it filters on, for exact matches.
-EXACT_FILTERS = {
-    "status_code": History.status_code,
-    "username": History.username,
-    "model": History.model_name,
-    "version": History.model_version,
-    "request_id": History.request_id,
-}
-
-
-def _filters(query: dict[str, Any]) -> list[Any]:
-    where = created_between(History, query)
-    for name, column in EXACT_FILTERS.items():
-        if query.get(name) is not None:
-            where.append(column == query[name])
-    return where
-
 
 @bp.get("/history")
 @bp.doc(summary="Read the request history, newest first", security="BearerAuth", responses=ADMIN_ERRORS)
@@ -54,7 +38,7 @@ def _filters(query: dict[str, Any]) -> list[Any]:
 @bp.output(HistoryPage)
 def list_history(query_data: dict[str, Any]) -> dict[str, Any]:
     """Filters combine; `since` is inclusive and `until` exclusive."""
-    return newest_first(History, _filters(query_data), query_data)
+    return newest_first(History, history_filters(query_data), query_data)
 
 
 @bp.delete("/history")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import secrets
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from control_api import create_app
-from control_api.config import ConfigError, from_env, normalize_database_url
+from control_api.config import ConfigError, from_env, generate_secrets, normalize_database_url, read_env_file
 from control_api.extensions import db
 from control_api.tables import User
 from tests.control_api.conftest import PASSWORD, app_on
@@ -17,6 +19,8 @@ from tests.control_api.conftest import PASSWORD, app_on
 STRONG = secrets.token_urlsafe(48)
 ENV_NAMES = (
     "SECRET_KEY",
+    "ADMIN_TOKEN",
+    "JWT_EXPIRATION_MINUTES",
     "BCRYPT_ROUNDS",
     "DATABASE_URL",
     "ADMIN_USERNAME",
@@ -78,10 +82,12 @@ def test_secrets_file_fills_what_the_environment_leaves_unset(
 ) -> None:
     instance = tmp_path / "instance"
     instance.mkdir()
-    file_secret = secrets.token_urlsafe(48)
-    (instance / "secrets.env").write_text(f"# generated\nSECRET_KEY={file_secret}\nADMIN_TOKEN=from-file\n")
+    file_secret, file_token = secrets.token_urlsafe(48), secrets.token_urlsafe(32)
+    (instance / "secrets.env").write_text(
+        f"# generated\nSECRET_KEY={file_secret}\nADMIN_TOKEN={file_token}\n"
+    )
     app = _production_app(tmp_path)
-    assert app.config["SECRET_KEY"] == file_secret and app.config["ADMIN_TOKEN"] == "from-file"
+    assert app.config["SECRET_KEY"] == file_secret and app.config["ADMIN_TOKEN"] == file_token
     monkeypatch.setenv("SECRET_KEY", STRONG)
     assert _production_app(tmp_path).config["SECRET_KEY"] == STRONG
 
@@ -160,3 +166,68 @@ def test_sqlite_connections_use_wal_and_the_configured_sync(
 def test_unknown_sqlite_sync_mode_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="SQLITE_SYNCHRONOUS"):
         _production_app(tmp_path, SECRET_KEY=STRONG, SQLITE_SYNCHRONOUS="OFF")
+
+
+# --- ADMIN_TOKEN, bcrypt and token lifetime outside tests. ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token", ["changeme", "CHANGE_ME", "admin-token", "short-but-random-Xy7", "a" * 64, "ab" * 32, "  test  "]
+)
+def test_weak_admin_token_refused_outside_tests(tmp_path: Path, token: str) -> None:
+    with pytest.raises(ConfigError, match="ADMIN_TOKEN"):
+        _production_app(tmp_path, SECRET_KEY=STRONG, ADMIN_TOKEN=token)
+
+
+def test_admin_token_must_not_be_the_secret_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ADMIN_TOKEN must not be SECRET_KEY"):
+        _production_app(tmp_path, SECRET_KEY=STRONG, ADMIN_TOKEN=STRONG)
+
+
+def test_unset_admin_token_is_allowed(tmp_path: Path) -> None:
+    """Unset, DELETE /history is refused (records/test_routes.py); the app starts."""
+    assert _production_app(tmp_path, SECRET_KEY=STRONG, ADMIN_TOKEN="").config["ADMIN_TOKEN"] == ""
+
+
+def test_generated_secrets_pass(tmp_path: Path) -> None:
+    """config.generate_secrets and scripts/init_secrets.sh (what `make run` writes) start the app."""
+    assert _production_app(tmp_path, **generate_secrets()).config["ADMIN_TOKEN"]
+    root = tmp_path / "checkout"
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy(Path(__file__).resolve().parents[2] / "scripts" / "init_secrets.sh", root / "scripts")
+    env = {"PATH": "/usr/bin:/bin"}
+    subprocess.run(
+        ["bash", str(root / "scripts" / "init_secrets.sh")], check=True, env=env, capture_output=True
+    )
+    written = read_env_file(root / "instance" / "secrets.env")
+    assert set(written) == {"SECRET_KEY", "ADMIN_TOKEN"}
+    app = create_app({"INSTANCE_PATH": str(root / "instance")})  # reads instance/secrets.env
+    assert app.config["ADMIN_TOKEN"] == written["ADMIN_TOKEN"]
+
+
+@pytest.mark.parametrize("rounds", [4, 9])
+def test_cheap_bcrypt_refused_outside_tests(tmp_path: Path, rounds: int) -> None:
+    with pytest.raises(ConfigError, match="BCRYPT_ROUNDS must be at least 10"):
+        _production_app(tmp_path, SECRET_KEY=STRONG, BCRYPT_ROUNDS=rounds)
+    assert _production_app(tmp_path, SECRET_KEY=STRONG, BCRYPT_ROUNDS=10).config["BCRYPT_ROUNDS"] == 10
+    testing = create_app(
+        {"TESTING": True, "SECRET_KEY": STRONG, "BCRYPT_ROUNDS": rounds, "INSTANCE_PATH": str(tmp_path)}
+    )
+    assert testing.config["BCRYPT_ROUNDS"] == rounds  # tests hash fast
+
+
+@pytest.mark.parametrize("minutes", ["0", "-5", "1441", "525600"])
+def test_token_lifetime_capped_at_a_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minutes: str
+) -> None:
+    monkeypatch.setenv("JWT_EXPIRATION_MINUTES", minutes)
+    with pytest.raises(ConfigError, match=r"JWT_EXPIRATION_MINUTES must be between 1 and 1440"):
+        _production_app(tmp_path, SECRET_KEY=STRONG)
+    with pytest.raises(ConfigError, match="JWT_EXPIRATION_MINUTES"):  # tests too
+        create_app({"TESTING": True, "SECRET_KEY": STRONG, "INSTANCE_PATH": str(tmp_path)})
+
+
+def test_a_days_token_lifetime_is_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_EXPIRATION_MINUTES", "1440")
+    app = _production_app(tmp_path, SECRET_KEY=STRONG)
+    assert app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds() == 24 * 3600

@@ -75,3 +75,19 @@ def test_invalid_admin_from_environment_refused(tmp_path: Path) -> None:
                 "ADMIN_PASSWORD": PASSWORD,
             }
         )
+
+
+def test_create_admin_revokes_old_tokens_and_enables_the_account(app, runner, client, auth) -> None:
+    """The recovery path: a new password (the tokens issued under the old one stop working), and a
+    disabled account enabled again. The name matches in any case."""
+    old = auth.headers("Carol")
+    with app.app_context():
+        db.session.execute(sa.update(User).where(User.username == "Carol").values(disabled=True))
+        db.session.commit()
+    result = runner.invoke(args=["create-admin", "carol", "--password", "another password"])
+    assert result.exit_code == 0 and "Updated admin 'Carol'" in result.output
+    user = _user(app, "Carol")
+    assert user.is_admin and not user.disabled
+    response = client.get("/me", headers=old)
+    assert response.status_code == 401 and response.get_json()["error"] == "token_revoked"
+    assert auth.login("CAROL", "another password").status_code == 200

@@ -67,6 +67,7 @@ def _claims(app, username: str = "admin") -> dict:
         return {
             "sub": str(user.id),
             "username": username,
+            "ver": user.token_version,
             "type": "access",
             "iat": now,
             "nbf": now,
@@ -101,6 +102,8 @@ def test_forged_and_confused_tokens_are_401(app, client, auth: AuthActions) -> N
     assert status(".".join([good[0], evil, good[2]])) == 401
     assert status(_forge({**claims, "username": "someone-else"})) == 401
     assert status(_forge({**claims, "sub": 1})) == 401  # identity must be a string
+    assert status(_forge({**claims, "ver": claims["ver"] - 1})) == 401  # issued under an older version
+    assert status(_forge({name: value for name, value in claims.items() if name != "ver"})) == 401
 
 
 def test_expired_token_is_401(app, client, auth: AuthActions) -> None:
@@ -110,7 +113,7 @@ def test_expired_token_is_401(app, client, auth: AuthActions) -> None:
         assert user is not None
         token = create_access_token(
             identity=str(user.id),
-            additional_claims={"username": "admin"},
+            additional_claims={"username": "admin", "ver": user.token_version},
             expires_delta=timedelta(seconds=-1),
         )
     assert_error(client.get("/history", headers={"Authorization": f"Bearer {token}"}), 401, "token_expired")
@@ -144,3 +147,19 @@ def test_demoted_admin_loses_access_at_once(app, client, auth: AuthActions) -> N
         db.session.execute(sa.update(User).values(is_admin=False))
         db.session.commit()
     assert_error(client.get("/history", headers=headers), 403)
+
+
+def test_a_disabled_accounts_token_is_revoked_even_unbumped(app, client, auth: AuthActions) -> None:
+    """Disabling through the API also bumps token_version; the flag alone is enough to refuse."""
+    headers = auth.headers("alice")
+    with app.app_context():
+        db.session.execute(sa.update(User).where(User.username == "alice").values(disabled=True))
+        db.session.commit()
+    assert_error(client.get("/me", headers=headers), 401, "token_revoked")
+    assert_error(client.post("/forward", headers=headers), 401, "token_revoked")
+
+
+def test_revoked_tokens_are_documented(client) -> None:
+    spec = client.get("/openapi.json").get_json()
+    for path, method in (("/me", "get"), ("/users", "get"), ("/history", "get")):
+        assert "token_revoked" in spec["paths"][path][method]["responses"]["401"]["description"]

@@ -7,6 +7,7 @@ Runs in front of the real session TorchServe, with requests that change nothing 
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from PIL import Image
@@ -24,8 +25,16 @@ PUBLIC = {
     ("/docs/oauth2-redirect", "GET"),
 }
 # Any signed-in user.
-USER = {("/forward", "POST")}
-SAMPLE_ARGS = {"name": "nosuchmodel", "version": "9.9", "filename": "x"}
+USER = {
+    ("/forward", "POST"),
+    ("/me", "GET"),
+    ("/me", "DELETE"),
+    ("/me/history", "GET"),
+    ("/me/usage", "GET"),
+    ("/me/password", "POST"),
+}
+SAMPLE_ARGS = {"name": "nosuchmodel", "version": "9.9", "filename": "x", "user_id": "999999"}
+PLACEHOLDER = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")  # <name>, <path:name>, <int(max=9):name>
 
 
 def _jpeg() -> bytes:
@@ -40,9 +49,7 @@ def _endpoints(app) -> list[tuple[str, str, str]]:
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static" or rule.endpoint.endswith(".static"):
             continue
-        url = rule.rule
-        for arg in rule.arguments:
-            url = url.replace(f"<{arg}>", SAMPLE_ARGS[arg]).replace(f"<path:{arg}>", SAMPLE_ARGS[arg])
+        url = PLACEHOLDER.sub(lambda match: SAMPLE_ARGS[match.group(1)], rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             found.append((rule.rule, method, url))
     return found
@@ -58,6 +65,8 @@ def _call(client, method: str, url: str, headers: dict[str, str]) -> Any:
         ("PUT", "/models/nosuchmodel/9.9/workers"): {"min": 1, "max": 1},
         ("POST", "/register"): {"username": "newcomer", "password": "long enough pw"},
         ("POST", "/token"): {"username": "alice", "password": PASSWORD},
+        ("PATCH", "/users/999999"): {"disabled": True},
+        ("POST", "/me/password"): {"current_password": PASSWORD},  # 422: changes nothing
     }
     return client.open(url, method=method, json=bodies.get((method, url)), headers=headers)
 
@@ -72,6 +81,8 @@ def test_every_endpoint_enforces_its_role(live_app) -> None:
     admin_only = seen - PUBLIC - USER
     assert {("/history", "GET"), ("/history", "DELETE"), ("/stats", "GET"), ("/audit", "GET")} <= admin_only
     assert {("/models", "GET"), ("/models", "POST"), ("/models/<name>/<version>", "DELETE")} <= admin_only
+    assert {("/users", "GET"), ("/audit", "GET")} <= admin_only
+    assert {method for rule, method in admin_only if rule.startswith("/users/")} == {"GET", "PATCH", "DELETE"}
 
     problems = []
     for rule, method, url in endpoints:

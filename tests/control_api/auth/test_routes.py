@@ -1,10 +1,16 @@
-"""/register and /token: validation, bcrypt, uniform failures."""
+"""/register and /token: validation, bcrypt, uniform failures, usernames unique in any case."""
 
 from __future__ import annotations
 
+import logging
+
 import jwt as pyjwt
 import pytest
+from sqlalchemy.exc import IntegrityError
 
+from control_api.auth import users
+from control_api.extensions import db
+from control_api.tables import User
 from tests.control_api.conftest import (
     PASSWORD,
     SECRET_KEY,
@@ -117,3 +123,51 @@ def test_token_rejects_other_grant_types(client, auth: AuthActions) -> None:
     auth.register()
     response = client.post("/token", data={"username": "alice", "password": PASSWORD, "grant_type": "client"})
     assert_error(response, 422)
+
+
+# --- Usernames are unique in any case. ----------------------------------------------------------------------
+
+
+def test_usernames_are_unique_in_any_case(client, auth: AuthActions) -> None:
+    assert auth.register("Alice").status_code == 201
+    for other in ("alice", "ALICE", "aLiCe"):
+        assert_error(auth.register(other), 409, "username_taken")
+
+
+def test_login_ignores_case_and_keeps_the_stored_spelling(client, auth: AuthActions) -> None:
+    auth.register("Alice")
+    for given in ("Alice", "alice", "ALICE"):
+        response = auth.login(given)
+        assert response.status_code == 200, response.get_json()
+        token = response.get_json()["access_token"]
+        assert pyjwt.decode(token, SECRET_KEY, algorithms=["HS256"])["username"] == "Alice"
+        me = client.get("/me", headers={"Authorization": f"Bearer {token}"}).get_json()
+        assert me["username"] == "Alice"
+    assert_error(auth.login("alice", "wrong password"), 401, "invalid_credentials")
+
+
+# --- Database errors never carry the statement's values. --------------------------------------------------
+
+
+def test_a_lost_registration_race_logs_no_password_hash(
+    app, auth: AuthActions, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two registrations of one name in any case at once: the loser's INSERT fails on the unique index
+    (IntegrityError), a 409. Neither the engine's log nor the error's text holds the bcrypt hash."""
+    auth.register("alice")
+    monkeypatch.setattr(users, "find_user", lambda name: None)  # as if the other insert came in between
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine")  # statements and their values, if shown
+    assert_error(auth.register("ALICE"), 409, "username_taken")
+    assert "INSERT INTO users" in caplog.text  # the engine logged the statement ...
+    assert "$2b$" not in caplog.text  # ... and not its values
+
+    with app.app_context():
+        user = User(username="Alice")
+        user.set_password(PASSWORD)
+        db.session.add(user)
+        with pytest.raises(IntegrityError) as failed:
+            db.session.flush()
+        db.session.rollback()
+        logging.getLogger("control_api").error("insert failed", exc_info=failed.value)
+    assert "hide_parameters=True" in str(failed.value)
+    assert "$2b$" not in str(failed.value) and "$2b$" not in caplog.text
