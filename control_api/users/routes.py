@@ -75,8 +75,9 @@ def show_user(user_id: int) -> User:
 @bp.input(UserPatchIn, location="json")
 @bp.output(AccountOut)
 def update_user(user_id: int, json_data: dict[str, Any]) -> User:
-    """Demoting or disabling revokes the account's tokens (401 `token_revoked`); a disabled account gets
-    no new one (403 `account_disabled` at /token). Promoting and enabling revoke nothing."""
+    """`is_admin`, `disabled` or both (an empty body is a 422). Demoting or disabling revokes the account's
+    tokens (401 `token_revoked`); a disabled account gets no new one (403 `account_disabled` at /token).
+    Promoting and enabling revoke nothing."""
     user = get_user(user_id)
     set_target(user.username)
     actor = _actor_id()
