@@ -20,6 +20,7 @@ EXPECTED_FILES = {
     "MAR-INF/MANIFEST.json",
     "classifier_handler.py",
     "classifier_config.py",
+    "classifier_cpu.py",
     "classifier_errors.py",
     "classifier_image.py",
     "classifier_model.py",
@@ -96,6 +97,8 @@ def test_random_weights_archive(tmp_path: Path, capsys: pytest.CaptureFixture[st
         "precision": "bf16",
         "max_image_pixels": 64_000_000,
         "compile": False,
+        "aot_package": None,
+        "aot_isa": [],
     }
     assert config["startupTimeout"] == 120
     assert info["trained"] is False and info["weights_source"] == "random (seed 3)"
