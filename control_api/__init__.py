@@ -65,6 +65,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     from .forward import routes as forward_routes
     from .forward.uploads import UploadRequest
     from .me import routes as me_routes
+    from .model_admin import archives as archive_routes
     from .model_admin import routes as model_routes
     from .ops import health_routes, metrics_routes, request_tracking
     from .records import routes as records_routes
@@ -78,6 +79,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
         me_routes,
         forward_routes,
         records_routes,
+        archive_routes,
         model_routes,
         audit_routes,
         users_routes,
