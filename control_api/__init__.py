@@ -66,6 +66,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     from .forward.uploads import UploadRequest
     from .me import routes as me_routes
     from .model_admin import archives as archive_routes
+    from .model_admin import rollout_routes
     from .model_admin import routes as model_routes
     from .ops import health_routes, metrics_routes, request_tracking
     from .records import routes as records_routes
@@ -80,6 +81,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
         forward_routes,
         records_routes,
         archive_routes,
+        rollout_routes,
         model_routes,
         audit_routes,
         users_routes,

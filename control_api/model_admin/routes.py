@@ -24,7 +24,8 @@ from ..audit.trail import audited, note, set_target
 from ..auth.guards import ADMIN_ERRORS, admin_required
 from ..errors import APIError
 from ..torchserve.answers import explanation
-from .catalog import call, describe, failure, find_version, model_names, quoted
+from . import desired_state
+from .catalog import call, describe, failure, find_version, make_default, model_names, quoted
 from .schemas import ModelActionOut, ModelDetailOut, ModelList, RegisterModelIn, WorkersIn
 from .store import archive_path, manifest
 
@@ -126,6 +127,7 @@ def register_model(json_data: dict[str, Any]) -> dict[str, Any]:
     if result.status != 200:
         raise failure(result, f"Model {name!r} version {version!r}")
     note(torchserve=explanation(result))
+    desired_state.registered(name, version, path.name, json_data)
     return {**describe(name), "message": explanation(result)}
 
 
@@ -139,21 +141,7 @@ def register_model(json_data: dict[str, Any]) -> dict[str, Any]:
 @audited("model.set_default", target=_target)
 @bp.output(ModelActionOut)
 def set_default(name: str, version: str) -> dict[str, Any]:
-    quoted(version, "version")
-    model = describe(name)
-    entry = find_version(model, version)
-    previous = model["default_version"]
-    note(previous_default=previous)
-    if entry["status"] != "READY" and version != previous:
-        raise APIError(
-            409,
-            "no_ready_worker",
-            f"{name} {version} has no ready worker, so it could not answer /forward. Scale it first: "
-            f"PUT /models/{name}/{version}/workers.",
-        )
-    result = call("PUT", f"/models/{quoted(name)}/{quoted(version, 'version')}/set-default")
-    if result.status != 200:
-        raise failure(result, f"Model {name!r} version {version!r}")
+    previous = make_default(name, version)
     return {**describe(name), "message": f"The default version of {name} is now {version} (was {previous})."}
 
 
@@ -190,6 +178,7 @@ def scale_workers(name: str, version: str, json_data: dict[str, Any]) -> dict[st
     result = call("PUT", f"/models/{quoted(name)}/{quoted(version, 'version')}", params, slow=True)
     if result.status != 200:
         raise failure(result, f"Model {name!r} version {version!r}")
+    desired_state.scaled(name, version, low, high)
     return {**describe(name), "message": explanation(result)}
 
 
@@ -221,6 +210,7 @@ def unregister(name: str, version: str) -> dict[str, Any]:
     result = call("DELETE", f"/models/{quoted(name)}/{quoted(version, 'version')}", slow=True)
     if result.status != 200:
         raise failure(result, f"Model {name!r} version {version!r}")
+    desired_state.forget(name, version)
     message = f"{name} {version} is unregistered."
     if not others:
         return {"name": name, "default_version": None, "versions": [], "message": message}
