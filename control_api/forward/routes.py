@@ -19,6 +19,7 @@ from marshmallow import RAISE
 from ..auth.guards import token_required
 from ..auth.identity import current_user
 from ..extensions import torchserve
+from ..model_admin import guard, shadow
 from ..model_admin.routing import Route, route
 from ..rate_limits import rate_limited
 from .history_entry import current_entry, recorded
@@ -80,4 +81,8 @@ def forward(query_data: dict[str, Any], form_and_files_data: dict[str, Any]) -> 
         outcomes = [future.result() for future in futures]
     entry.upstream_ms = (time.perf_counter() - started) * 1000.0
     count_images(target, uploads, outcomes)
+    if routed.policy is not None:
+        guard.schedule(routed.policy)
+        if routed.to_stable and len(uploads) == 1:
+            shadow.offer(routed.policy, outcomes[0][0], uploads[0].data, outcomes[0][1], entry.request_id)
     return answer(entry, outcomes)

@@ -131,16 +131,19 @@ def save(model: str, values: dict[str, Any], actor: str) -> Policy:
     return _snapshot(row)
 
 
-def update_if_unchanged(model: str, revision: int, **values: Any) -> bool:
-    """Apply ``values`` only if the row is still at ``revision`` (and bump it); True for the winner."""
+def update_if_unchanged(model: str, revision: int, commit: bool = True, **values: Any) -> bool:
+    """Apply ``values`` only if the row is still at ``revision`` (and bump it); True for the winner.
+    With ``commit=False`` the caller commits (e.g. with an audit row, in one transaction)."""
     result = db.session.execute(
         sa.update(RolloutPolicy)
         .where(RolloutPolicy.model_name == model, RolloutPolicy.revision == revision)
         .values(**values, revision=RolloutPolicy.revision + 1)
     )
-    db.session.commit()
+    won = bool(getattr(result, "rowcount", 0) == 1)
+    if commit:
+        db.session.commit()
     forget(model)
-    return bool(getattr(result, "rowcount", 0) == 1)
+    return won
 
 
 def delete(model: str) -> None:

@@ -11,6 +11,7 @@ from marshmallow import ValidationError, validates_schema
 
 from ..names import ARCHIVE_RE
 from ..schema_fields import StrictSchema, UTCDateTime
+from .rollout_schemas import RolloutOut
 
 
 class RegisterModelIn(StrictSchema):
@@ -51,6 +52,7 @@ class ModelVersionOut(Schema):
     is_default = Boolean()
     archive = String(allow_none=True)
     status = String(metadata={"description": "READY (a worker is ready), LOADING, UNAVAILABLE (no worker)"})
+    # The fields below are for admins only.
     min_workers = Integer(allow_none=True)
     max_workers = Integer(allow_none=True)
     batch_size = Integer(allow_none=True)
@@ -65,6 +67,7 @@ class ModelOut(Schema):
     name = String()
     default_version = String(allow_none=True)
     versions = List(Nested(ModelVersionOut))
+    rollout = Nested(RolloutOut, allow_none=True, metadata={"description": "admins only"})
 
 
 class ModelList(Schema):

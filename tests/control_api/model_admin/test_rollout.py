@@ -168,3 +168,30 @@ def test_the_policy_lives_in_the_database(
 
     assert (shown["stable"], shown["canary"], shown["canary_percent"]) == (V1, V2, 100)
     assert version == V2
+
+
+def test_models_list_is_reduced_for_users_and_full_for_admins(rollout_app: Any) -> None:
+    client = rollout_app.test_client()
+    auth = AuthActions(client)
+    admin, alice = auth.admin_headers(), auth.headers("alice")
+    client.put(POLICY, json={"stable": V1, "canary": V2, "canary_percent": 5}, headers=admin)
+
+    seen_by_user = client.get("/models", headers=alice)
+    seen_by_admin = client.get("/models", headers=admin).get_json()
+
+    assert seen_by_user.status_code == 200
+    [model] = seen_by_user.get_json()["models"]
+    assert set(model) == {"name", "default_version", "versions"}
+    assert model["default_version"] == V1
+    assert sorted((v["version"], v["is_default"], v["status"]) for v in model["versions"]) == [
+        (V1, True, "READY"),
+        (V2, False, "READY"),
+    ]
+    assert all(set(v) == {"version", "is_default", "status"} for v in model["versions"])
+    [full] = seen_by_admin["models"]
+    assert full["rollout"]["canary"] == V2 and full["rollout"]["state"] == "canary"
+    assert {"workers", "archive", "batch_size"} <= set(full["versions"][0])
+    assert_error(client.get("/models"), 401)
+    assert_error(client.get("/models/resnet50", headers=alice), 403, "admin_required")
+    unregister = client.delete(f"/models/resnet50/{V2}", headers=admin)
+    assert_error(unregister, 409, "in_rollout")
