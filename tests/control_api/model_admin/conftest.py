@@ -3,6 +3,7 @@ resnet50 1.0 (default) and 2.0, one worker each."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,10 @@ def set_default(ts: TorchServe, version: str) -> None:
 def two_version_ts(
     tmp_path_factory: pytest.TempPathFactory, torchserve_model_store_v2: Path
 ) -> Iterator[TorchServe]:
-    ts = start(tmp_path_factory.mktemp("rollout_ts"), torchserve_model_store_v2)
+    store = tmp_path_factory.mktemp("rollout_store")  # its own: the guard test adds a broken archive
+    for archive in ("resnet50.mar", "resnet50-2.0.mar"):
+        os.link(torchserve_model_store_v2 / archive, store / archive)
+    ts = start(tmp_path_factory.mktemp("rollout_ts"), store)
     try:
         register(ts, "resnet50-2.0.mar")
         yield ts

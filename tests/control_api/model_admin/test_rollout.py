@@ -45,7 +45,11 @@ def answered_version(response: Any) -> str:
 @pytest.fixture
 def rollout_app(database_url: str, rollout_ts: Any, tmp_path: Path) -> Any:
     with app_on(
-        database_url, tmp_path / "instance", **torchserve_settings(rollout_ts), ROLLOUT_CACHE_SECONDS=0
+        database_url,
+        tmp_path / "instance",
+        **torchserve_settings(rollout_ts),
+        MODEL_STORE=str(rollout_ts.model_store),
+        ROLLOUT_CACHE_SECONDS=0,
     ) as app:
         yield app
 
