@@ -70,7 +70,7 @@ class GuardOut(Schema):
     interval_s = Integer()
 
 
-class RolloutOut(Schema):
+class RolloutState(Schema):
     model = String(metadata={"example": "resnet50"})
     stable = String()
     canary = String()
@@ -86,7 +86,11 @@ class RolloutOut(Schema):
     updated_by = String(allow_none=True)
 
 
-class RolloutActionOut(RolloutOut):
+class RolloutOut(RolloutState):
+    """A model's rollout policy and its state."""
+
+
+class RolloutActionOut(RolloutState):
     """The policy after the change, and what was done."""
 
     message = String()

@@ -11,7 +11,7 @@ from marshmallow import ValidationError, validates_schema
 
 from ..names import ARCHIVE_RE
 from ..schema_fields import StrictSchema, UTCDateTime
-from .rollout_schemas import RolloutOut
+from .rollout_schemas import RolloutState
 
 
 class RegisterModelIn(StrictSchema):
@@ -67,7 +67,7 @@ class ModelOut(Schema):
     name = String()
     default_version = String(allow_none=True)
     versions = List(Nested(ModelVersionOut))
-    rollout = Nested(RolloutOut, allow_none=True, metadata={"description": "admins only"})
+    rollout = Nested(RolloutState, allow_none=True, metadata={"description": "admins only"})
 
 
 class ModelList(Schema):

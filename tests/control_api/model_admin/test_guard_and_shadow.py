@@ -20,7 +20,13 @@ from tests.control_api.model_admin.conftest import V1, V2
 from tests.control_api.model_admin.test_rollout import POLICY, answered_version, classify
 
 BROKEN = "9.9-broken"
-BROKEN_HANDLER = 'def handle(data, context):\n    raise RuntimeError("this canary is broken on purpose")\n'
+# TorchServe calls a function handler once with data=None to initialize it: that call must succeed.
+BROKEN_HANDLER = """
+def handle(data, context):
+    if data is None:
+        return None
+    raise RuntimeError("this canary is broken on purpose")
+"""
 
 
 def broken_archive(store: Path) -> str:
