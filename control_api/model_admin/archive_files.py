@@ -71,7 +71,12 @@ def save(source: BinaryIO, file_name: str, limit: int) -> StoredArchive:
     store = model_store()
     if (store / file_name).exists():
         raise APIError(409, "archive_exists", f"{file_name} is already in the model store; delete it first.")
-    fd, temp_name = tempfile.mkstemp(prefix=".upload-", suffix=".tmp", dir=store)
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=".upload-", suffix=".tmp", dir=store)
+    except OSError as exc:
+        raise APIError(
+            503, "model_store_read_only", "The API cannot write to the model store (MODEL_STORE)."
+        ) from exc
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as out:

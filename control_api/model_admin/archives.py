@@ -77,6 +77,7 @@ def list_archives() -> dict[str, Any]:
         **ADMIN_ERRORS,
         409: "An archive of that name is already in the store",
         413: "Over MAX_ARCHIVE_MB",
+        503: "The model store is missing or not writable",
         422: "Not a plain .mar name, or not a valid zip with MAR-INF/MANIFEST.json",
     },
 )

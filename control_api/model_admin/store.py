@@ -1,4 +1,4 @@
-"""The model store: the ``*.mar`` archives TorchServe serves, as the API sees them (mounted read-only).
+"""The model store: the ``*.mar`` archives TorchServe serves, as the API sees them.
 
 ``archive`` must be a plain ``*.mar`` file name present in ``MODEL_STORE`` (the same directory TorchServe
 serves): no URL (TorchServe would download it), no path, nothing outside the store. The archive's
