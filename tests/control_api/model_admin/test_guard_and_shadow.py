@@ -101,6 +101,13 @@ def test_the_guard_rolls_back_a_failing_canary_within_its_window(
             client.delete(f"/models/resnet50/{BROKEN}", headers=admin)
 
 
+def classify_and_close(client: Any, headers: dict[str, str]) -> Any:
+    """One /forward, its response closed as a server closes it once sent (shadow copies start then)."""
+    response = classify(client, headers)
+    response.close()
+    return response
+
+
 def dropped() -> float:
     return REGISTRY.get_sample_value("api_shadow_requests_total", {"outcome": "dropped"}) or 0.0
 
@@ -123,7 +130,7 @@ def test_shadow_traffic_compares_versions_without_changing_the_answer(
         body = {"stable": V1, "canary": V2, "canary_percent": 0, "shadow": {"version": V2, "percent": 100}}
         assert client.put(POLICY, json=body, headers=admin).status_code == 200
 
-        answers = [classify(client, alice).get_json() for _ in range(4)]
+        answers = [classify_and_close(client, alice).get_json() for _ in range(4)]
         deadline = time.monotonic() + 120
         while len(shadow_rows(app)) < 4 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -149,7 +156,7 @@ def test_a_full_shadow_queue_drops_and_counts(database_url: str, rollout_ts: Any
         assert client.put(POLICY, json=body, headers=admin).status_code == 200
         before = dropped()
 
-        answers = [classify(client, alice) for _ in range(3)]
+        answers = [classify_and_close(client, alice) for _ in range(3)]
 
         assert [a.status_code for a in answers] == [200, 200, 200]
         assert dropped() - before == 3
