@@ -72,18 +72,19 @@ def _snapshot(row: RolloutPolicy) -> Policy:
     )
 
 
-_cache: dict[tuple[str, str], tuple[float, Policy | None]] = {}
 _cache_lock = threading.Lock()
 
 
-def _key(model: str) -> tuple[str, str]:
-    return (str(current_app.config["SQLALCHEMY_DATABASE_URI"]), model)
+def _cache() -> dict[str, tuple[float, Policy | None]]:
+    """This app's cache: model -> (monotonic expiry, policy)."""
+    cache: dict[str, tuple[float, Policy | None]] = current_app.extensions.setdefault("rollout_policies", {})
+    return cache
 
 
 def forget(model: str) -> None:
     """Drop this process's cached copy (after a write here)."""
     with _cache_lock:
-        _cache.pop(_key(model), None)
+        _cache().pop(model, None)
 
 
 def load(model: str) -> Policy | None:
@@ -95,15 +96,15 @@ def load(model: str) -> Policy | None:
 def cached(model: str) -> Policy | None:
     """The model's policy, at most ``ROLLOUT_CACHE_SECONDS`` old (what /forward routes by)."""
     ttl = float(current_app.config["ROLLOUT_CACHE_SECONDS"])
-    key, now = _key(model), time.monotonic()
+    now = time.monotonic()
     with _cache_lock:
-        hit = _cache.get(key)
+        hit = _cache().get(model)
     if hit is not None and hit[0] > now:
         return hit[1]
     policy = load(model)
     db.session.commit()  # end the read transaction: the request's own writes start fresh
     with _cache_lock:
-        _cache[key] = (now + ttl, policy)
+        _cache()[model] = (now + ttl, policy)
     return policy
 
 
