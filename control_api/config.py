@@ -149,6 +149,8 @@ def from_env(instance_path: str, env: Mapping[str, str] | None = None) -> dict[s
         # Rollout: how long a worker may serve a cached traffic policy; the shadow queue's bound.
         "ROLLOUT_CACHE_SECONDS": _env_float(env, "ROLLOUT_CACHE_SECONDS", 1.0),
         "SHADOW_QUEUE_SIZE": _env_int(env, "SHADOW_QUEUE_SIZE", 16),
+        # How often one gunicorn worker puts TorchServe back in the desired state (0: never).
+        "RECONCILE_SECONDS": _env_float(env, "RECONCILE_SECONDS", 15.0),
         # Rate limits (Flask-Limiter syntax, e.g. "10/minute;100/hour"; empty: no limit there).
         "REDIS_URL": env.get("REDIS_URL", ""),
         "RATE_LIMIT_ENABLED": _env_bool(env, "RATE_LIMIT_ENABLED", True),

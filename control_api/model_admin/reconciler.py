@@ -7,20 +7,25 @@ versions (from their archive, with their batching), scales those whose workers d
 default back; it logs each step and writes one audit row (action ``model.reconcile``, actor
 ``system:reconciler``) when it changed anything. Running it when nothing is missing changes nothing.
 
-``flask --app control_api reconcile-models`` runs it once; ``--watch SECONDS`` keeps running it (the
-deployment's way to follow TorchServe restarts). A version that another replica registered meanwhile
-answers 409, which counts as present.
+Under gunicorn, one worker per host (the one that takes ``instance/reconciler.lock``) runs it every
+``RECONCILE_SECONDS`` (15; 0: never) on a background thread, so a restarted TorchServe gets its models
+back within that time. ``flask --app control_api reconcile-models`` runs it once; ``--watch SECONDS``
+keeps running it. A version that another replica registered meanwhile answers 409, which counts as
+present.
 """
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import logging
+import os
+import threading
 import time
 from typing import Any
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from ..audit.trail import add_row
@@ -128,3 +133,31 @@ def reconcile_command(watch: float) -> None:
         db.session.remove()
         time.sleep(watch)
         current_app.logger.debug("reconciling again")
+
+
+def _loop(app: Flask, interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        with app.app_context():
+            try:
+                reconcile()
+            except Exception as exc:  # TorchServe down: try again next time
+                log.info("reconciler: %s", getattr(exc, "message", exc))
+            finally:
+                db.session.remove()
+
+
+def start_background(app: Flask) -> bool:
+    """In a gunicorn worker: run the reconciler every RECONCILE_SECONDS if this worker takes the host's
+    lock (held until the worker exits). Returns whether it did."""
+    interval = float(app.config["RECONCILE_SECONDS"])
+    if interval <= 0:
+        return False
+    fd = os.open(os.path.join(app.instance_path, "reconciler.lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    threading.Thread(target=_loop, args=(app, interval), name="reconciler", daemon=True).start()
+    return True

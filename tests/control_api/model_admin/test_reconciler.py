@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from launcher.torchserve_process import start
 from tests.control_api.conftest import AuthActions, app_on, torchserve_settings
 from tests.control_api.model_admin.conftest import V1, V2
 from tests.control_api.model_admin.test_rollout import jpeg
+from tests.control_api.test_server import _token, boot_server
 
 
 def versions(ts: Any) -> dict[str, tuple[int, int, int, bool]]:
@@ -82,3 +84,37 @@ def test_a_restarted_torchserve_gets_its_versions_back(
     [row] = rows
     assert row.actor == "system:reconciler" and row.details is not None
     assert any("registered" in step for step in row.details["steps"])
+
+
+def test_the_api_puts_them_back_by_itself(
+    torchserve_model_store_v2: Path, start_extra_torchserve: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Under gunicorn (scripts/boot.sh, 2 workers), one worker reconciles every RECONCILE_SECONDS: a
+    restarted TorchServe gets the version registered through the API back with nobody calling anything."""
+    store = tmp_path / "store"
+    store.mkdir()
+    for archive in ("resnet50.mar", "resnet50-2.0.mar"):
+        os.link(torchserve_model_store_v2 / archive, store / archive)
+    ts = start_extra_torchserve(store)
+    env = {"MODEL_STORE": str(store), "RECONCILE_SECONDS": "2"}
+    with boot_server(f"sqlite:///{tmp_path / 'api.db'}", ts, tmp_path, **env) as server:
+        admin = {"Authorization": f"Bearer {_token(server, 'root')}"}
+        registered = requests.post(
+            f"{server.url}/models", json={"archive": "resnet50-2.0.mar"}, headers=admin, timeout=300
+        )
+        assert registered.status_code == 201, registered.text
+        ts.stop()
+        restarted = start(ts.home, store, ports=ts.ports)
+        try:
+            forgotten = versions(restarted)
+            deadline = time.monotonic() + 180
+            while V2 not in versions(restarted) and time.monotonic() < deadline:
+                time.sleep(1)
+            restored = versions(restarted)
+            audit = requests.get(f"{server.url}/audit?action=model.reconcile", headers=admin, timeout=60)
+        finally:
+            restarted.stop()
+
+    assert V2 not in forgotten
+    assert V2 in restored
+    assert audit.status_code == 200 and audit.json()["total"] >= 1, audit.text
