@@ -68,6 +68,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="onnxruntime,openvino",
         help="other runtimes timed in (a) next to PyTorch: onnxruntime (fp32), openvino (bf16); '' for none",
     )
+    p.add_argument(
+        "--compile-mode",
+        choices=("aot", "jit"),
+        default="aot",
+        help="(c)/(d) archives compiled at build (aot, what make run serves) or at worker start (jit)",
+    )
     p.add_argument("--ts-cpus", help="pin TorchServe (frontend and workers) to these CPUs, e.g. 1 or 0-3")
     p.add_argument("--api-cpus", help="pin the control API (gunicorn) to these CPUs, e.g. 0")
     for knob, example in THREAD_KNOBS.items():
@@ -98,7 +104,7 @@ def run_mode(args: argparse.Namespace) -> str:
         return "quick"
     defaults = parse_args([])
     measured = ["steps", "duration", "duration_c1", "warmup", "server_warmup", "stats_rows", "runtimes"]
-    measured += ["ts_cpus", "api_cpus", *THREAD_KNOBS]
+    measured += ["ts_cpus", "api_cpus", "compile_mode", *THREAD_KNOBS]
     return "full" if all(getattr(args, k) == getattr(defaults, k) for k in measured) else "custom"
 
 

@@ -22,6 +22,7 @@ from bench.checks import finalize
 from bench.images import bench_images
 from bench.runner import CellPlan, QuietGate, Target, paired_p50_difference, run_target
 from bench.torchserve import (
+    COMPILE_MODES,
     OUR_ARCHIVE_ARGS,
     REPO,
     build_our_archive,
@@ -142,10 +143,11 @@ class Bench:
 
     def ours(self, precision: str) -> None:
         store = self.tmp / f"store_{precision}"
-        archive = build_our_archive(store, precision)
+        archive = build_our_archive(store, precision, compile_mode=self.args.compile_mode)
         with serve(self.tmp / f"ts_{precision}", store, archive) as ts:
             self._record_server(f"c_{precision}", ts)
-            self.results["servers"][f"c_{precision}"]["builder_args"] = " ".join(OUR_ARCHIVE_ARGS)
+            builder_args = [*OUR_ARCHIVE_ARGS, *COMPILE_MODES[self.args.compile_mode]]
+            self.results["servers"][f"c_{precision}"]["builder_args"] = " ".join(builder_args)
             target = Target("c", precision, f"(c) ours {precision}", predict_url(ts), inference_headers(ts))
             target.fields = ["timings_ms.preprocess", "timings_ms.inference"]
             target.metrics_url = ts.metrics_url
