@@ -142,13 +142,13 @@ class ImageClassifierHandler(BaseHandler):
     def _warmup(self, eager_model: torch.nn.Module, max_batch: int) -> None:
         """Run dummy batches so the first requests pay no lazy initialisation (or compilation).
 
-        On GPU, and with ``compile`` (one static graph per size), every batch size up to TorchServe's
-        batch_size is run once, since the first call of each new size is slow there (kernel selection, a
-        compilation); on CPU in eager mode one batch of 1 is enough and cheaper. When compiling fails, the
-        eager model is served.
+        On GPU, with ``compile`` (one static graph per size) and with an AOT package (oneDNN sets up its
+        kernels for each new shape), every batch size up to TorchServe's batch_size is run once, since the
+        first call of each new size is slow there; on CPU in eager mode one batch of 1 is enough and cheaper.
+        When the compiled model fails, the eager one is served.
         """
         crop, k = self.config["crop_size"], self.config["max_top_k"]  # large k: loads topk's other kernels
-        every_size = self.device.type == "cuda" or (self.config["compile"] and not self.aot)
+        every_size = self.device.type == "cuda" or self.config["compile"] or self.aot
         sizes = range(1, min(max_batch, 64) + 1) if every_size else [1]
         try:
             for size in sizes:

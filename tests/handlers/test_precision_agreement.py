@@ -2,8 +2,8 @@
 
 The reference set is the pretrained EfficientNet-Lite0 on views of scikit-image's photos (other photos than
 the ones that calibrate int8): several crops of each, every other one mirrored. Each archive of the same
-weights - eager fp32 (the reference), eager bf16, int8 (quantized and compiled at build), fp32 compiled at
-build - classifies every view, and:
+weights - eager fp32 (the reference), bf16 eager and compiled at build, int8 (quantized and compiled at
+build), fp32 compiled at build - classifies every view, and:
 
 - top-1 agrees with fp32 on at least 98 % of the views the fp32 model recognises (top-1 probability at
   least ``RECOGNISED``; where two classes are near a tie any rounding decides between them);
@@ -82,6 +82,11 @@ def bf16(torchserve: TorchServe) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def bf16_aot(torchserve: TorchServe) -> Iterator[str]:
+    yield from build_and_register(torchserve, "lite0_bf16_aot", "--precision", "bf16", "--aot")
+
+
+@pytest.fixture(scope="module")
 def int8(torchserve: TorchServe) -> Iterator[str]:
     yield from build_and_register(torchserve, "lite0_int8", "--precision", "int8")
 
@@ -121,15 +126,16 @@ def fp32_answers(torchserve: TorchServe, fp32: str, reference_set: list[tuple[st
     return answers
 
 
-@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize(("archive", "precision"), [("bf16", "bf16"), ("bf16_aot", "bf16"), ("int8", "int8")])
 def test_precision_agrees_with_fp32(
     request: pytest.FixtureRequest,
     torchserve: TorchServe,
     reference_set: list[tuple[str, bytes]],
     fp32_answers: list[dict[str, Any]],
+    archive: str,
     precision: str,
 ) -> None:
-    model = request.getfixturevalue(precision)
+    model = request.getfixturevalue(archive)
 
     answers = classify(torchserve, model, reference_set)
 
