@@ -15,6 +15,7 @@ build), fp32 compiled at build - classifies every view, and:
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -111,6 +112,14 @@ def classify(torchserve: TorchServe, model: str, views: list[tuple[str, bytes]])
         return list(pool.map(one, views))
 
 
+def served_as(torchserve: TorchServe, model: str) -> str:
+    """What the worker's load line says it serves: "fp32", "bf16 AOT" (the archive's compiled package)..."""
+    log = (torchserve.log_dir / "model_log.log").read_text(errors="replace")
+    match = re.findall(rf"loaded {re.escape(model)} \S+ on cpu: ([a-z0-9]+(?: AOT)?),", log)
+    assert match, f"no load line for {model}"
+    return match[-1]
+
+
 def top5(answer: dict[str, Any]) -> list[int]:
     return [p["class_id"] for p in answer["predictions"]]
 
@@ -126,7 +135,10 @@ def fp32_answers(torchserve: TorchServe, fp32: str, reference_set: list[tuple[st
     return answers
 
 
-@pytest.mark.parametrize(("archive", "precision"), [("bf16", "bf16"), ("bf16_aot", "bf16"), ("int8", "int8")])
+@pytest.mark.parametrize(
+    ("archive", "precision", "served"),
+    [("bf16", "bf16", "bf16"), ("bf16_aot", "bf16", "bf16 AOT"), ("int8", "int8", "int8 AOT")],
+)
 def test_precision_agrees_with_fp32(
     request: pytest.FixtureRequest,
     torchserve: TorchServe,
@@ -134,11 +146,13 @@ def test_precision_agrees_with_fp32(
     fp32_answers: list[dict[str, Any]],
     archive: str,
     precision: str,
+    served: str,
 ) -> None:
     model = request.getfixturevalue(archive)
 
     answers = classify(torchserve, model, reference_set)
 
+    assert served_as(torchserve, model) == served
     assert {a["model"]["precision"] for a in answers} == {precision}
     recognised = [
         (ref, ans)
@@ -164,6 +178,8 @@ def test_fp32_compiled_ahead_of_time_answers_like_eager(
     answers = classify(torchserve, fp32_aot, views)
 
     eager = fp32_answers[::VIEWS]
+    assert served_as(torchserve, fp32_aot) == "fp32 AOT"
+    assert served_as(torchserve, "lite0_fp32") == "fp32"
     assert {a["model"]["precision"] for a in answers} == {"fp32"}
     for ref, ans in zip(eager, answers, strict=True):
         assert top5(ans)[0] == top5(ref)[0]
