@@ -23,6 +23,8 @@ Context = Literal["prediction", "management"]
 # Per-image answers of our handler: TorchServe found the model version, the image was the problem.
 HANDLER_ERRORS = frozenset({400, 413, 415, 422})
 MAX_EXPLANATION = 300
+# Our statuses that carry Retry-After: TorchServe failed or is unavailable, and may not be next time.
+RETRY = frozenset({502, 503})
 
 # TorchServe's status -> (our status, slug, what we say before TorchServe's own explanation).
 _Mapped = tuple[int, str, str]
@@ -102,10 +104,11 @@ def api_error(
 ) -> APIError:
     """Our error for a failed call: TorchServe's non-200 ``answer``, or the transport failure raised
     instead. ``subject`` names the model (version) asked for, e.g. "Model 'resnet50' version '2.0'"."""
+    # A failing or unavailable TorchServe (a worker died, the frontend restarts) is worth retrying.
     retry = {"Retry-After": str(retry_after)}
     if isinstance(answer, UpstreamError):
         return APIError(
-            answer.status, answer.slug, answer.message, headers=retry if answer.status == 503 else None
+            answer.status, answer.slug, answer.message, headers=retry if answer.status in RETRY else None
         )
     if context == "prediction":
         handler_error = _handler_error(answer)
@@ -116,9 +119,11 @@ def api_error(
     said = explanation(answer)
     mapped = _BY_CONTEXT[context].get(answer.status) or _SHARED.get(answer.status)
     if mapped is None:
-        return APIError(502, _FALLBACK_SLUG[context], f"TorchServe failed (HTTP {answer.status}): {said}")
+        return APIError(
+            502, _FALLBACK_SLUG[context], f"TorchServe failed (HTTP {answer.status}): {said}", headers=retry
+        )
     status, slug, text = mapped
-    return APIError(status, slug, f"{text}: {said}", headers=retry if status == 503 else None)
+    return APIError(status, slug, f"{text}: {said}", headers=retry if status in RETRY else None)
 
 
 def _handler_error(answer: UpstreamResponse) -> APIError | None:

@@ -1,4 +1,4 @@
-"""Rate limits: /token and /register per client IP, /forward per user; 429 in our shape with Retry-After;
+"""Rate limits: /token and /register per client IP, /forward per user (in images); 429 in our shape with Retry-After;
 memory storage, Redis storage (shared between apps, i.e. gunicorn workers), and Redis going away."""
 
 from __future__ import annotations
@@ -116,15 +116,15 @@ def test_forward_limited_per_user_and_the_refusal_is_recorded(tmp_path: Path, fa
         assert len(fake_ts.requests) == 3  # the refused request never reached TorchServe
         with app.app_context():
             refused = db.session.scalars(sa.select(History).where(History.status_code == 429)).all()
-            assert [(r.username, r.file_count) for r in refused] == [("alice", 0)]
+            assert [(r.username, r.file_count) for r in refused] == [("alice", 1)]
 
 
 def test_limits_off_and_configurable(tmp_path: Path, fake_ts) -> None:
     with limited_app(tmp_path, fake_ts, RATE_LIMIT_ENABLED=False, RATE_LIMIT_TOKEN="1/minute") as app:
         client = app.test_client()
         assert {login(client).status_code for _ in range(5)} == {401}
-    with limited_app(tmp_path, fake_ts, name="j", RATE_LIMIT_TOKEN="") as app:  # this one limit off
-        client = app.test_client()
+    with limited_app(tmp_path, fake_ts, name="j", RATE_LIMIT_TOKEN="", RATE_LIMIT_TOKEN_USERNAME="") as app:
+        client = app.test_client()  # these limits off
         assert {login(client).status_code for _ in range(12)} == {401}
 
 
