@@ -1,5 +1,6 @@
-"""Rate limits: /token and /register per client IP, /forward per user (in images); 429 in our shape with Retry-After;
-memory storage, Redis storage (shared between apps, i.e. gunicorn workers), and Redis going away."""
+"""Rate limits: /token and /register per client IP, /forward per user (in images); 429 in our shape with
+Retry-After; memory storage, Redis storage (shared between apps, i.e. gunicorn workers), and Redis
+going away."""
 
 from __future__ import annotations
 
