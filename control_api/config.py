@@ -115,8 +115,8 @@ def from_env(instance_path: str, env: Mapping[str, str] | None = None) -> dict[s
         # Hostile load: the pixels one request may declare, and /forward's share of each worker process.
         "MAX_REQUEST_MEGAPIXELS": _env_int(env, "MAX_REQUEST_MEGAPIXELS", 256),
         "FORWARD_CONCURRENCY": _env_int(env, "FORWARD_CONCURRENCY", 6),
-        "FORWARD_USER_CONCURRENCY": _env_int(env, "FORWARD_USER_CONCURRENCY", 2),
-        "FORWARD_QUEUE_TIMEOUT": _env_float(env, "FORWARD_QUEUE_TIMEOUT", 2.0),
+        "FORWARD_USER_CONCURRENCY": _env_int(env, "FORWARD_USER_CONCURRENCY", 4),
+        "FORWARD_QUEUE_TIMEOUT": _env_float(env, "FORWARD_QUEUE_TIMEOUT", 5.0),
         # The database: how long to wait for a connection, then for a free one from the pool.
         "DATABASE_CONNECT_TIMEOUT": _env_int(env, "DATABASE_CONNECT_TIMEOUT", 5),
         "DATABASE_POOL_TIMEOUT": _env_float(env, "DATABASE_POOL_TIMEOUT", 5.0),

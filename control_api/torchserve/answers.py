@@ -23,8 +23,12 @@ Context = Literal["prediction", "management"]
 # Per-image answers of our handler: TorchServe found the model version, the image was the problem.
 HANDLER_ERRORS = frozenset({400, 413, 415, 422})
 MAX_EXPLANATION = 300
-# Our statuses that carry Retry-After: TorchServe failed or is unavailable, and may not be next time.
-RETRY = frozenset({502, 503})
+# Our statuses that carry Retry-After: TorchServe failed, is unavailable or was too slow, and may not
+# be next time.
+RETRY = frozenset({502, 503, 504})
+# TorchServe's answer to the requests a worker held when it died; 413 when the worker was SIGKILLed
+# (exit 137, which it takes for the kernel's OOM killer), 500 otherwise. It restarts the worker.
+WORKER_DIED = "Worker died"
 
 # TorchServe's status -> (our status, slug, what we say before TorchServe's own explanation).
 _Mapped = tuple[int, str, str]
@@ -117,6 +121,9 @@ def api_error(
     if answer.status == 404:
         return APIError(404, "model_not_found", f"{subject} is not registered.")
     said = explanation(answer)
+    if said.startswith(WORKER_DIED):
+        message = f"TorchServe's worker died while serving this request (it restarts): {said}"
+        return APIError(503, "torchserve_unavailable", message, headers=retry)
     mapped = _BY_CONTEXT[context].get(answer.status) or _SHARED.get(answer.status)
     if mapped is None:
         return APIError(

@@ -72,6 +72,10 @@ def boot_server(database_url: str, torchserve: Any, tmp_path: Path, **extra_env:
         API_THREADS="8",
         API_PIDFILE=str(tmp_path / "gunicorn.pid"),
         API_ACCESS_LOG="/dev/null",
+        # Every thread may forward, as often as it likes: tests that want the bounds set them.
+        FORWARD_CONCURRENCY="8",
+        FORWARD_USER_CONCURRENCY="16",
+        FORWARD_QUEUE_TIMEOUT="30",
     )
     env.update(extra_env)
     log = tmp_path / "api.log"
