@@ -116,6 +116,7 @@ def from_env(instance_path: str, env: Mapping[str, str] | None = None) -> dict[s
         "MAX_REQUEST_MEGAPIXELS": _env_int(env, "MAX_REQUEST_MEGAPIXELS", 256),
         "FORWARD_CONCURRENCY": _env_int(env, "FORWARD_CONCURRENCY", 6),
         "FORWARD_USER_CONCURRENCY": _env_int(env, "FORWARD_USER_CONCURRENCY", 4),
+        "FORWARD_USER_MEGAPIXELS": _env_int(env, "FORWARD_USER_MEGAPIXELS", 64),
         "FORWARD_QUEUE_TIMEOUT": _env_float(env, "FORWARD_QUEUE_TIMEOUT", 5.0),
         # The database: how long to wait for a connection, then for a free one from the pool.
         "DATABASE_CONNECT_TIMEOUT": _env_int(env, "DATABASE_CONNECT_TIMEOUT", 5),

@@ -76,6 +76,7 @@ def check_operations(config: dict[str, Any]) -> None:
         "MAX_REQUEST_MEGAPIXELS",
         "FORWARD_CONCURRENCY",
         "FORWARD_USER_CONCURRENCY",
+        "FORWARD_USER_MEGAPIXELS",
         "DATABASE_CONNECT_TIMEOUT",
     ):
         if int(config[name]) < 1:

@@ -40,8 +40,8 @@ def declared_pixels(upload: Upload) -> int:
 
 
 def charge_pixels(uploads: list[Upload]) -> int:
-    """The request's declared pixels: 422 ``too_many_pixels`` over the per-request cap, else charged to
-    the user's megapixel budget (429 past it). Returns the pixel count."""
+    """The request's declared megapixels (rounded up): 422 ``too_many_pixels`` over the per-request cap,
+    else charged to the user's megapixel budget (429 past it)."""
     pixels = sum(declared_pixels(upload) for upload in uploads)
     cap = int(current_app.config["MAX_REQUEST_MEGAPIXELS"])
     if pixels > cap * MEGAPIXEL:
@@ -50,5 +50,6 @@ def charge_pixels(uploads: list[Upload]) -> int:
             "too_many_pixels",
             f"The images declare {pixels / MEGAPIXEL:.1f} megapixels together; at most {cap} per request.",
         )
-    enforce("forward_megapixels", math.ceil(pixels / MEGAPIXEL))
-    return pixels
+    megapixels = math.ceil(pixels / MEGAPIXEL)
+    enforce("forward_megapixels", megapixels)
+    return megapixels

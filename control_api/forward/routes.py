@@ -44,8 +44,8 @@ bp = APIBlueprint("forward", __name__, tag="Inference")
         422: "Bad top_k, an image over the pixel limit (image_too_large), or more megapixels than "
         "MAX_REQUEST_MEGAPIXELS in one request (too_many_pixels)",
         429: "Over the per-user image or megapixel budget, over FORWARD_USER_CONCURRENCY requests at "
-        "once (too_many_concurrent), or, without a valid token, over the per-address budget "
-        "(see Retry-After)",
+        "once or more than FORWARD_USER_MEGAPIXELS in flight (too_many_concurrent), or, without a valid "
+        "token, over the per-address budget (see Retry-After)",
         502: "TorchServe failed (see Retry-After)",
         503: "TorchServe unavailable, every /forward slot taken (forward_busy), or the database "
         "unavailable (see Retry-After)",
@@ -73,11 +73,11 @@ def forward(query_data: dict[str, Any], form_and_files_data: dict[str, Any]) -> 
     entry.model_name, entry.model_version = recorded_names(target, [], default_model)
     uploads = read_uploads(form)
     enforce("forward", len(uploads))
-    charge_pixels(uploads)
+    megapixels = charge_pixels(uploads)
     user = current_user()
     assert user is not None  # signed_in_unrecorded let the request in
     client = torchserve.client
-    with capacity().admitted(user.id, target.retry_after):
+    with capacity().admitted(user.id, megapixels, target.retry_after):
         started = time.perf_counter()
         if len(uploads) == 1:
             outcomes = [classify(client, target, uploads[0])]

@@ -75,6 +75,7 @@ def boot_server(database_url: str, torchserve: Any, tmp_path: Path, **extra_env:
         # Every thread may forward, as often as it likes: tests that want the bounds set them.
         FORWARD_CONCURRENCY="8",
         FORWARD_USER_CONCURRENCY="16",
+        FORWARD_USER_MEGAPIXELS="100000",
         FORWARD_QUEUE_TIMEOUT="30",
     )
     env.update(extra_env)

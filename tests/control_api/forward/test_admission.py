@@ -171,3 +171,20 @@ def test_bulkhead_answers_503_when_every_slot_is_taken(make_app, fake_ts) -> Non
     assert held_answer[0].status_code == 200
     assert len(fake_ts.requests) == 1  # the refused request never went upstream
     assert sorted(r.status_code for r in history(app)) == [200, 503]
+
+
+def test_megapixels_in_flight_per_user(make_app, fake_ts) -> None:
+    app = make_app(FORWARD_USER_MEGAPIXELS=1)
+    alice = AuthActions(app.test_client()).headers("alice")
+    alone = forward(app.test_client(), alice, MEGAPIXEL_PNG, MEGAPIXEL_PNG)  # over it, but alone: runs
+    fake_ts.delay_s = 3.0
+    held, held_answer = _in_background(app.test_client(), alice)
+    _wait_for_upstream(fake_ts, 3)
+
+    second = forward(app.test_client(), alice, MEGAPIXEL_PNG)
+    held.join(60)
+
+    assert alone.status_code == 200
+    body = assert_error(second, 429, "too_many_concurrent")
+    assert "1 megapixels" in body["message"]
+    assert held_answer[0].status_code == 200
