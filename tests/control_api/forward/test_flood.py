@@ -22,7 +22,7 @@ from tests.control_api.test_server import _token, boot_server
 FLOOD_S = 30.0
 # README "Reliability": the normal user's bounds while the flood lasts.
 MIN_SUCCESS_RATE = 0.9
-MAX_MEDIAN_S = 5.0
+MAX_MEDIAN_S = 10.0
 
 
 def blank_rgba_png(side: int) -> bytes:
