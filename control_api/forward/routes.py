@@ -1,10 +1,12 @@
 """``POST /forward``: images in, TorchServe's classification out; every signed-in request lands in the
 history (calls without a valid token are counted, not written: ``anonymous``).
 
-Uploads are parsed into memory (``uploads.UploadRequest``), then admitted: the user's image and
-megapixel budgets (``pixels``), and a slot of this process's /forward capacity (``capacity``). Each image
-goes to TorchServe as its raw bytes, without a copy. Several images go concurrently (a small per-process
-thread pool), so TorchServe's dynamic batching can group them; results keep upload order.
+A request that pins no version goes where the model's rollout policy sends this user (a canary split,
+``model_admin/routing.py``), else to TorchServe's default version. Uploads are parsed into memory
+(``uploads.UploadRequest``), then admitted: the user's image and megapixel budgets (``pixels``), and a
+slot of this process's /forward capacity (``capacity``). Each image goes to TorchServe as its raw bytes,
+without a copy. Several images go concurrently (a small per-process thread pool), so TorchServe's
+dynamic batching can group them; results keep upload order.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from marshmallow import RAISE
 
 from ..auth.identity import current_user
 from ..extensions import torchserve
+from ..model_admin import guard, shadow
+from ..model_admin.routing import Route, route
 from ..rate_limits import enforce
 from .anonymous import signed_in_unrecorded
 from .capacity import capacity
@@ -63,9 +67,14 @@ def forward(query_data: dict[str, Any], form_and_files_data: dict[str, Any]) -> 
     form = form_and_files_data
     entry = current_entry()
     default_model = current_app.config["DEFAULT_MODEL"]
+    model = query_data.get("model") or form.get("model") or default_model
+    pinned = query_data.get("version") or form.get("version")
+    user = current_user()
+    assert user is not None  # signed_in_unrecorded let the request in
+    routed = Route(pinned) if pinned else route(model, user.id)
     target = Target(
-        model=query_data.get("model") or form.get("model") or default_model,
-        version=query_data.get("version") or form.get("version"),
+        model=model,
+        version=routed.version,
         top_k=query_data.get("top_k", form.get("top_k", 5)),
         retry_after=int(current_app.config["RETRY_AFTER_SECONDS"]),
         request_id=entry.request_id,
@@ -74,8 +83,6 @@ def forward(query_data: dict[str, Any], form_and_files_data: dict[str, Any]) -> 
     uploads = read_uploads(form)
     enforce("forward", len(uploads))
     megapixels = charge_pixels(uploads)
-    user = current_user()
-    assert user is not None  # signed_in_unrecorded let the request in
     client = torchserve.client
     with capacity().admitted(user.id, megapixels, target.retry_after):
         started = time.perf_counter()
@@ -88,4 +95,8 @@ def forward(query_data: dict[str, Any], form_and_files_data: dict[str, Any]) -> 
         entry.upstream_ms = (time.perf_counter() - started) * 1000.0
     entry.model_name, entry.model_version = recorded_names(target, outcomes, default_model)
     count_images(target, uploads, outcomes)
+    if routed.policy is not None:
+        guard.schedule(routed.policy)
+        if routed.to_stable and len(uploads) == 1:
+            shadow.offer(routed.policy, outcomes[0][0], uploads[0].data, outcomes[0][1], entry.request_id)
     return answer(entry, outcomes)

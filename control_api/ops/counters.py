@@ -82,6 +82,11 @@ FORWARD_ANONYMOUS = Counter(
     "/forward calls refused without a valid token (no history row), by error slug.",
     ["error"],
 )
+SHADOW_REQUESTS = Counter(
+    "api_shadow_requests_total",
+    "Shadow copies of /forward requests: sent (answered or failed) or dropped (the queue was full).",
+    ["outcome"],
+)
 
 
 def exposition() -> bytes:
