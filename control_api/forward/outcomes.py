@@ -71,14 +71,19 @@ def classify(client: TorchServeClient, target: Target, upload: Upload) -> Outcom
     return classification, result.elapsed_ms
 
 
-def recorded_names(target: Target, outcomes: list[Outcome], default_model: str) -> tuple[str, str | None]:
+def recorded_names(
+    target: Target, outcomes: list[Outcome], default_model: str, routed: bool = False
+) -> tuple[str, str | None]:
     """The model and version names the history row may keep: the ones asked for once TorchServe
     confirmed them (it classified an image, or our handler refused one), the configured default model
-    always, ``unknown`` for anything else. Clients cannot grow the stats rollup by inventing names."""
+    always, the ones an admin's rollout policy chose (``routed``: the guard counts their failures),
+    ``unknown`` for anything else. Clients cannot grow the stats rollup by inventing names."""
     statuses = [item.status_code if isinstance(item, APIError) else 200 for item, _ in outcomes]
     asked_version = UNKNOWN if target.version else None
     if 404 in statuses:
         return UNKNOWN, asked_version
+    if routed:
+        return target.model, target.version
     confirmed = any(status == 200 or status in HANDLER_ERRORS for status in statuses)
     model = target.model if confirmed or target.model == default_model else UNKNOWN
     return model, (target.version if confirmed else asked_version)

@@ -79,7 +79,9 @@ def forward(query_data: dict[str, Any], form_and_files_data: dict[str, Any]) -> 
         retry_after=int(current_app.config["RETRY_AFTER_SECONDS"]),
         request_id=entry.request_id,
     )
-    entry.model_name, entry.model_version = recorded_names(target, [], default_model)
+    entry.model_name, entry.model_version = recorded_names(
+        target, [], default_model, routed.policy is not None
+    )
     uploads = read_uploads(form)
     enforce("forward", len(uploads))
     megapixels = charge_pixels(uploads)
@@ -93,7 +95,9 @@ def forward(query_data: dict[str, Any], form_and_files_data: dict[str, Any]) -> 
             futures = [client.executor.submit(classify, client, target, upload) for upload in uploads]
             outcomes = [future.result() for future in futures]
         entry.upstream_ms = (time.perf_counter() - started) * 1000.0
-    entry.model_name, entry.model_version = recorded_names(target, outcomes, default_model)
+    entry.model_name, entry.model_version = recorded_names(
+        target, outcomes, default_model, routed.policy is not None
+    )
     count_images(target, uploads, outcomes)
     if routed.policy is not None:
         guard.schedule(routed.policy)
