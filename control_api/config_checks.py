@@ -53,17 +53,25 @@ def check_operations(config: dict[str, Any]) -> None:
     later."""
     from limits import parse_many
 
+    # A window smaller than what one allowed request costs would refuse that request for ever.
+    smallest_window = {
+        "RATE_LIMIT_FORWARD": ("MAX_FILES_PER_REQUEST", "images"),
+        "RATE_LIMIT_FORWARD_MEGAPIXELS": ("MAX_REQUEST_MEGAPIXELS", "megapixels"),
+    }
     for name in sorted(config):
         if not name.startswith("RATE_LIMIT_") or name in ("RATE_LIMIT_ENABLED", "RATE_LIMIT_KEY_PREFIX"):
             continue
         value = str(config.get(name) or "")
         try:
-            if value.strip():
-                parse_many(value)
+            items = parse_many(value) if value.strip() else []
         except ValueError as exc:
             raise ConfigError(
                 f"{name} must look like '10/minute' or '5/second;100/hour', got {value!r}"
             ) from exc
+        if name in smallest_window and name in config:
+            cap, unit = smallest_window[name]
+            if cap in config and any(item.amount < int(config[cap]) for item in items):
+                raise ConfigError(f"{name} must allow at least {cap} ({config[cap]}) {unit} in each window")
     if config["SQLITE_SYNCHRONOUS"] not in SQLITE_SYNCHRONOUS_MODES:
         raise ConfigError(
             f"SQLITE_SYNCHRONOUS must be one of {', '.join(SQLITE_SYNCHRONOUS_MODES)}, "

@@ -180,6 +180,13 @@ def test_unknown_sqlite_sync_mode_refused(tmp_path: Path) -> None:
         ("DATABASE_POOL_TIMEOUT", 600, "DATABASE_POOL_TIMEOUT must be over 0 and at most 60"),
         ("RATE_LIMIT_FORWARD_MEGAPIXELS", "lots", "RATE_LIMIT_FORWARD_MEGAPIXELS must look like"),
         ("RATE_LIMIT_TOKEN_USERNAME", "10 per fortnight", "RATE_LIMIT_TOKEN_USERNAME must look like"),
+        # One request may cost up to 256 MP and 32 images: a window of less would refuse it for ever.
+        (
+            "RATE_LIMIT_FORWARD_MEGAPIXELS",
+            "100/second;1000/hour",
+            "must allow at least MAX_REQUEST_MEGAPIXELS",
+        ),
+        ("RATE_LIMIT_FORWARD", "10/minute", "must allow at least MAX_FILES_PER_REQUEST"),
     ],
 )
 def test_bounds_and_limits_refused_when_unusable(

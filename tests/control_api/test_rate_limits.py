@@ -103,7 +103,7 @@ def test_register_limited_per_ip(tmp_path: Path, fake_ts) -> None:
 
 
 def test_forward_limited_per_user_and_the_refusal_is_recorded(tmp_path: Path, fake_ts) -> None:
-    with limited_app(tmp_path, fake_ts, RATE_LIMIT_FORWARD="2/minute") as app:
+    with limited_app(tmp_path, fake_ts, RATE_LIMIT_FORWARD="2/minute", MAX_FILES_PER_REQUEST=2) as app:
         client = app.test_client()
         auth = AuthActions(client)
         alice, bob = auth.headers("alice"), auth.headers("bob")

@@ -44,7 +44,7 @@ def make_app(tmp_path: Path, fake_ts) -> Iterator[Any]:
 
 
 def test_forward_limit_counts_images(make_app) -> None:
-    app = make_app(RATE_LIMIT_FORWARD="5/minute")
+    app = make_app(RATE_LIMIT_FORWARD="5/minute", MAX_FILES_PER_REQUEST=4)
     client = app.test_client()
     headers = AuthActions(client).headers()
 
@@ -57,7 +57,7 @@ def test_forward_limit_counts_images(make_app) -> None:
 
 
 def test_megapixel_budget_per_user(make_app) -> None:
-    app = make_app(RATE_LIMIT_FORWARD_MEGAPIXELS="3/minute")
+    app = make_app(RATE_LIMIT_FORWARD_MEGAPIXELS="3/minute", MAX_REQUEST_MEGAPIXELS=2)
     client = app.test_client()
     auth = AuthActions(client)
     alice, bob = auth.headers("alice"), auth.headers("bob")
