@@ -9,6 +9,7 @@ rest is not, and ``--resume`` picks it up later.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -52,6 +53,7 @@ class Summary:
     ok: int = 0
     failed: Counter[str] = field(default_factory=Counter)
     stopped_by: ClientError | None = None
+    interrupted: bool = False
     seconds: float = 0.0
 
     @property
@@ -65,7 +67,7 @@ class Summary:
         parts = [f"ok {self.ok}", failed]
         if self.skipped:
             parts.append(f"skipped {self.skipped} (already in the output)")
-        if self.stopped_by is not None or self.done < self.total - self.skipped:
+        if self.stopped_by is not None or self.interrupted or self.done < self.total - self.skipped:
             parts.append(f"not done {self.total - self.skipped - self.done}")
         parts.append(f"{self.done} images in {self.seconds:.1f} s, {rate:.1f} images/s")
         return ", ".join(parts)
@@ -73,6 +75,8 @@ class Summary:
     def exit_code(self) -> int:
         if self.stopped_by is not None:
             return exit_codes.for_error(self.stopped_by)
+        if self.interrupted:
+            return exit_codes.INTERRUPTED
         return exit_codes.SOME_FAILED if self.failed else exit_codes.OK
 
 
@@ -85,14 +89,22 @@ class Options:
     progress: bool = True
 
 
-def run(client: Client, sources: list[str], skip: set[str], writer: Writer, opts: Options) -> Summary:
-    """Classify ``sources`` less ``skip``, writing a line per input to ``writer``."""
+def run(
+    client: Client,
+    sources: list[str],
+    skip: set[str],
+    writer: Writer,
+    opts: Options,
+    stop: threading.Event | None = None,
+) -> Summary:
+    """Classify ``sources`` less ``skip``, writing a line per input to ``writer``. Once ``stop`` is set,
+    nothing more is sent, and the images already sent still get their lines."""
     todo = [source for source in sources if source not in skip]
     summary = Summary(total=len(sources), skipped=len(sources) - len(todo))
     bar = tqdm(total=len(todo), unit="img", disable=not opts.progress, file=sys.stderr, dynamic_ncols=True)
     started = time.perf_counter()
     try:
-        for item in _results(client, todo, opts):
+        for item in _results(client, todo, opts, stop or threading.Event()):
             if item.error is not None and isinstance(item.error, FATAL):
                 summary.stopped_by = item.error
                 break
@@ -104,17 +116,23 @@ def run(client: Client, sources: list[str], skip: set[str], writer: Writer, opts
                 summary.failed[item.error.slug] += 1
             bar.update(1)
     finally:
+        summary.interrupted = stop is not None and stop.is_set()
         summary.seconds = time.perf_counter() - started
         bar.close()
     return summary
 
 
-def _results(client: Client, todo: list[str], opts: Options) -> Iterator[ItemResult]:
+def _results(client: Client, todo: list[str], opts: Options, stop: threading.Event) -> Iterator[ItemResult]:
     files = [source for source in todo if source != STDIN]
     if STDIN in todo:
         yield _from_stdin(client, opts)
     yield from client.classify_many(
-        files, concurrency=opts.concurrency, top_k=opts.top_k, model=opts.model, version=opts.version
+        files,
+        concurrency=opts.concurrency,
+        top_k=opts.top_k,
+        model=opts.model,
+        version=opts.version,
+        stop=stop,
     )
 
 
@@ -133,4 +151,8 @@ def report(summary: Summary) -> None:
     """The summary (and why the run stopped) on standard error."""
     if summary.stopped_by is not None:
         click.echo(f"mlsvc: stopped: {summary.stopped_by}", err=True)
+    elif summary.interrupted:
+        click.echo(
+            "mlsvc: interrupted; `classify --resume` with the same --output finishes the run", err=True
+        )
     click.echo(summary.line(), err=True)

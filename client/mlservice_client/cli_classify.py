@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -68,12 +72,33 @@ def classify(
         jobs, top_k, model, model_version, sys.stderr.isatty() if progress is None else progress
     )
     try:
-        summary = batch.run(client, sources, skip, Writer(stream, fmt, header=not had_lines), opts)
+        with stop_on_signals() as stop:
+            summary = batch.run(client, sources, skip, Writer(stream, fmt, header=not had_lines), opts, stop)
     except KeyboardInterrupt:
-        click.echo("mlsvc: interrupted; run again with --resume to finish", err=True)
+        click.echo("mlsvc: aborted; `classify --resume` with the same --output finishes the run", err=True)
         sys.exit(exit_codes.INTERRUPTED)
     finally:
         if output is not None:
             stream.close()
     batch.report(summary)
     sys.exit(summary.exit_code())
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event that the first SIGINT (Ctrl-C) or SIGTERM sets: the run sends nothing more and writes
+    the answers still coming. A second signal aborts at once (KeyboardInterrupt)."""
+    stop = threading.Event()
+
+    def first(signum: int, _frame: object) -> None:
+        stop.set()
+        click.echo("\nmlsvc: stopping after the images in flight (Ctrl-C again to abort)", err=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.default_int_handler)
+
+    previous = {sig: signal.signal(sig, first) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

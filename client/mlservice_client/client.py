@@ -15,6 +15,7 @@ retried within a deadline, and an expired token is renewed from the username and
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -25,6 +26,7 @@ from .results import Classification, ItemResult
 from .transport import RetryPolicy, Transport
 
 Source = str | os.PathLike[str] | bytes
+STOP_POLL_S = 0.2  # how often classify_many looks at its stop event
 
 
 class Client:
@@ -107,25 +109,32 @@ class Client:
         top_k: int | None = None,
         model: str | None = None,
         version: str | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[ItemResult]:
         """Classify many images, ``concurrency`` at a time, yielding each one's ``ItemResult`` as it
         finishes (not in input order; ``source`` says which it is). A failure is yielded, not raised, so
-        one bad file never stops the rest. Leaving the loop early cancels what has not started."""
+        one bad file never stops the rest. Setting ``stop`` sends nothing more: the images already sent
+        are still yielded, then the iteration ends. Leaving the loop early cancels what was not sent."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        stop = stop or threading.Event()
         pending: dict[Future[Classification], str] = {}
         sources = iter(images)
         with ThreadPoolExecutor(concurrency, thread_name_prefix="mlsvc") as pool:
             try:
                 while True:
-                    for source in sources:  # keep at most 2x concurrency queued
+                    for source in () if stop.is_set() else sources:  # at most 2x concurrency queued
                         future = pool.submit(self.classify, source, top_k=top_k, model=model, version=version)
                         pending[future] = _describe(source)
                         if len(pending) >= 2 * concurrency:
                             break
+                    if stop.is_set():
+                        for future in pending:
+                            future.cancel()  # only those no thread has started
+                        pending = {f: source for f, source in pending.items() if not f.cancelled()}
                     if not pending:
                         return
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    done, _ = wait(pending, timeout=STOP_POLL_S, return_when=FIRST_COMPLETED)
                     for future in done:
                         yield _item(pending.pop(future), future)
             finally:
