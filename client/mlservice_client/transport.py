@@ -54,6 +54,10 @@ def retry_after_seconds(response: requests.Response) -> float | None:
     if not value:
         return None
     try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
         return float(Retry().parse_retry_after(value))
     except Exception:  # urllib3's InvalidHeader, or an odd value: no hint then
         return None
@@ -176,7 +180,9 @@ class Transport:
             if response is not None and response.status_code not in RETRIED_STATUSES:
                 response.attempts = attempt  # type: ignore[attr-defined]
                 return response
-            wait = self.retry.delay(attempt - 1, retry_after_seconds(response) if response else None)
+            wait = self.retry.delay(
+                attempt - 1, retry_after_seconds(response) if response is not None else None
+            )
             if time.monotonic() - started + wait > self.retry.deadline_s:
                 if response is None:
                     raise TransportError(f"{method} {path}: {problem} (gave up after {attempt} attempts)")
