@@ -8,6 +8,7 @@ import click
 from . import config, exit_codes
 from .cli_classify import classify
 from .cli_info import history, models, stats, usage
+from .cli_rollout import compare, rollout
 from .cli_session import Session, api_command
 from .client import Client
 
@@ -54,7 +55,7 @@ def logout() -> None:
     click.echo("Logged out." if config.forget() else "Not logged in.", err=True)
 
 
-for command in (classify, history, usage, models, stats):
+for command in (classify, history, usage, models, stats, rollout, compare):
     cli.add_command(command)
 
 

@@ -23,19 +23,21 @@ from typing import Any
 
 from .errors import ClientError, FileReadError
 from .results import Classification, ItemResult
+from .rollouts import RolloutMethods
 from .transport import RetryPolicy, Transport
 
 Source = str | os.PathLike[str] | bytes
 STOP_POLL_S = 0.2  # how often classify_many looks at its stop event
 
 
-class Client:
+class Client(RolloutMethods):
     """A client of one control API at ``base_url``.
 
     Give either ``username`` and ``password`` (a token is fetched on first use and renewed when it expires)
     or a ``token`` (used as is; with credentials as well, it is renewed from them when it stops working).
     ``timeout`` is per HTTP request in seconds; ``retry`` says how long to ride out 429 and 503 answers;
-    ``on_token`` is called with every new token (the CLI stores it there).
+    ``on_token`` is called with every new token (the CLI stores it there). Admins also have the rollout
+    calls (``mlservice_client.rollouts``).
     Methods may be called from several threads at once."""
 
     def __init__(
