@@ -15,6 +15,12 @@ from tests.client.conftest import Api, User, make_images, mlsvc
 from tests.control_api.conftest import PASSWORD
 
 COMMANDS = sorted(cli.commands)
+# Every command line that has a --help: each command, and each subcommand of a group.
+COMMAND_PATHS = [
+    [name, *([sub] if sub else [])]
+    for name in COMMANDS
+    for sub in (sorted(getattr(cli.commands[name], "commands", {})) or [""])
+]
 
 
 def login(api: Api, username: str, password: str, config_dir: Path) -> int:
@@ -102,11 +108,11 @@ def test_exit_codes(api: Api, user: User, tmp_path: Path) -> None:
     assert unreachable.returncode == exit_codes.UNAVAILABLE, unreachable.stderr
 
 
-@pytest.mark.parametrize("command", [None, *COMMANDS])
-def test_help_on_every_command(command: str | None, tmp_path: Path) -> None:
-    done = mlsvc(*([command] if command else []), "--help", config_dir=tmp_path)
+@pytest.mark.parametrize("command", [[], *COMMAND_PATHS], ids=" ".join)
+def test_help_on_every_command(command: list[str], tmp_path: Path) -> None:
+    done = mlsvc(*command, "--help", config_dir=tmp_path)
 
     assert done.returncode == 0
-    assert done.stdout.startswith("Usage: mlsvc") and "--help" in done.stdout
-    if command is None:
+    assert done.stdout.startswith(" ".join(["Usage: mlsvc", *command])) and "--help" in done.stdout
+    if not command:
         assert "Exit codes:" in done.stdout and all(name in done.stdout for name in COMMANDS)
