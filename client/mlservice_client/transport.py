@@ -129,7 +129,7 @@ class Transport:
         with self._token_lock:
             if self.token == stale:  # nobody renewed it while this thread waited
                 self.login()
-                self.renewals += 1
+                self.renewals += stale is not None  # the first login is no renewal
 
     def call(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
         """Send ``method path`` (``kwargs`` go to ``requests``); the JSON of a 2xx answer, or raise."""
@@ -138,13 +138,13 @@ class Transport:
         renewed = False
         while True:
             sent_token = self.token
-            response = self._send_retrying(method, path, sent_token if auth else None, kwargs)
+            response, attempts = self._send_retrying(method, path, sent_token if auth else None, kwargs)
             if response.ok:
                 try:
                     return response.json() if response.content else None
                 except ValueError as exc:
                     raise TransportError(f"{method} {path}: the answer is not JSON", "bad_answer") from exc
-            error = error_from(response, getattr(response, "attempts", 1))
+            error = error_from(response, attempts)
             if (
                 auth
                 and not renewed
@@ -159,7 +159,8 @@ class Transport:
 
     def _send_retrying(
         self, method: str, path: str, token: str | None, kwargs: dict[str, Any]
-    ) -> requests.Response:
+    ) -> tuple[requests.Response, int]:
+        """The final answer (not 429/503, or the last one at the deadline) and how many were sent."""
         headers = dict(kwargs.get("headers") or {})
         rest = {key: value for key, value in kwargs.items() if key != "headers"}
         if token:
@@ -178,14 +179,12 @@ class Transport:
             except requests.RequestException as exc:
                 raise TransportError(f"{method} {path}: {exc}") from exc
             if response is not None and response.status_code not in RETRIED_STATUSES:
-                response.attempts = attempt  # type: ignore[attr-defined]
-                return response
+                return response, attempt
             wait = self.retry.delay(
                 attempt - 1, retry_after_seconds(response) if response is not None else None
             )
             if time.monotonic() - started + wait > self.retry.deadline_s:
                 if response is None:
                     raise TransportError(f"{method} {path}: {problem} (gave up after {attempt} attempts)")
-                response.attempts = attempt  # type: ignore[attr-defined]
-                return response
+                return response, attempt
             time.sleep(wait)

@@ -27,6 +27,7 @@ def test_classify_a_path_or_bytes(api: Api, user: User, tmp_path: Path) -> None:
     assert from_path.top1 == max(from_path.predictions, key=lambda p: p.probability)
     assert len(from_bytes.predictions) == 5 and from_bytes.version == "1.0-untrained"
     assert from_path.request_id and from_path.request_id != from_bytes.request_id
+    assert client.renewals == 0  # the first token is a login, not a renewal
 
 
 def test_errors_are_typed_and_carry_the_api_slug(api: Api, user: User, tmp_path: Path) -> None:
