@@ -3,9 +3,9 @@
 ``Transport.call`` sends a request and returns the decoded JSON of a 2xx answer, or raises the typed
 ``ApiError`` of any other. On the way:
 
-- a 429 or 503 (and a refused connection) is sent again after ``Retry-After`` when the answer has one,
-  else after an exponential backoff with jitter, until ``RetryPolicy.deadline_s`` would be passed: then
-  the last error is raised, with ``attempts`` set;
+- a 429 or 503 (and a refused connection, or any lost connection for a GET) is sent again after
+  ``Retry-After`` when the answer has one, else after an exponential backoff with jitter, until
+  ``RetryPolicy.deadline_s`` would be passed: then the last error is raised, with ``attempts`` set;
 - a 401 ``token_expired`` (or ``invalid_token``) when the client holds a username and password gets a new
   token from ``/token`` once, and the call is sent again. One thread renews; the others wait for it and
   use its token.
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
 from .errors import ApiError, AuthenticationError, TransportError, error_class
@@ -174,17 +175,25 @@ class Transport:
                     method, self.base_url + path, headers=headers, timeout=self.timeout, **rest
                 )
                 problem: Exception | None = None
-            except requests.ConnectionError as exc:  # refused or reset: nothing was answered
+            except requests.ConnectionError as exc:
+                if method != "GET" and not _refused(exc):  # it may have been done: never twice
+                    raise TransportError(f"{method} {path}: {exc}") from exc
                 response, problem = None, exc
             except requests.RequestException as exc:
                 raise TransportError(f"{method} {path}: {exc}") from exc
             if response is not None and response.status_code not in RETRIED_STATUSES:
                 return response, attempt
-            wait = self.retry.delay(
-                attempt - 1, retry_after_seconds(response) if response is not None else None
-            )
-            if time.monotonic() - started + wait > self.retry.deadline_s:
+            hint = retry_after_seconds(response) if response is not None else None
+            wait = self.retry.delay(attempt - 1, hint)
+            remaining = self.retry.deadline_s - (time.monotonic() - started)
+            if remaining <= 0 or (hint is not None and wait > remaining):  # the server's hint is a floor
                 if response is None:
                     raise TransportError(f"{method} {path}: {problem} (gave up after {attempt} attempts)")
                 return response, attempt
-            time.sleep(wait)
+            time.sleep(min(wait, remaining))
+
+
+def _refused(exc: requests.ConnectionError) -> bool:
+    """Whether the connection was never made (so the request was not sent)."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
