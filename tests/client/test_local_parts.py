@@ -3,9 +3,12 @@ run's output for --resume, the stored login's file mode, Retry-After and backoff
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import stat
+import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -13,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from mlservice_client import config, exit_codes
+from mlservice_client import Client, RetryPolicy, config, exit_codes
 from mlservice_client.errors import (
     AuthenticationError,
     FileReadError,
@@ -26,7 +29,7 @@ from mlservice_client.errors import (
 )
 from mlservice_client.inputs import expand
 from mlservice_client.output import done_sources, open_for_append
-from mlservice_client.transport import RetryPolicy, retry_after_seconds
+from mlservice_client.transport import retry_after_seconds
 
 
 def touch(path: Path) -> str:
@@ -126,3 +129,31 @@ def test_each_error_has_its_exit_code() -> None:
     assert [exit_codes.for_error(error) for error in cases] == list(cases.values())
     assert error_class(401) is AuthenticationError and error_class(403) is PermissionDeniedError
     assert error_class(404) is NotFoundError and error_class(502) is ServiceUnavailableError
+
+
+def test_a_post_whose_connection_drops_is_not_sent_twice_a_get_is_retried() -> None:
+    accepted: list[int] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+
+        def serve() -> None:  # read each request, then close without an answer
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = listener.accept()
+                    accepted.append(1)
+                    conn.recv(65536)
+                    conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        client = Client(url, token="t", retry=RetryPolicy(deadline_s=1.0, base_delay_s=0.05))
+
+        with pytest.raises(TransportError):
+            client.classify(b"image bytes")
+        posts = len(accepted)
+        with pytest.raises(TransportError) as gave_up:
+            client.me()
+
+    assert posts == 1
+    assert len(accepted) > 2 and "gave up after" in str(gave_up.value)
