@@ -62,6 +62,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     from .audit import routes as audit_routes
     from .auth import admins
     from .auth import routes as auth_routes
+    from .forward import capacity as forward_capacity
     from .forward import routes as forward_routes
     from .forward.uploads import UploadRequest
     from .me import routes as me_routes
@@ -76,6 +77,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     app.request_class = UploadRequest
     request_tracking.init_app(app)  # first: every later hook, view and log line sees the request ID
     body_limits.init_app(app)
+    forward_capacity.init_app(app)
     blueprints = (
         auth_routes,
         me_routes,
