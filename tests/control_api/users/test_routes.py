@@ -180,7 +180,7 @@ def test_openapi_documents_every_users_status(client) -> None:
     expected = {
         ("/users", "get"): {"200", "401", "403", "422"},
         ("/users/{user_id}", "get"): {"200", "401", "403", "404"},
-        ("/users/{user_id}", "patch"): {"200", "401", "403", "404", "409", "422"},
+        ("/users/{user_id}", "patch"): {"200", "400", "401", "403", "404", "409", "422"},
         ("/users/{user_id}", "delete"): {"200", "401", "403", "404", "409"},
     }
     for (path, method), statuses in expected.items():
