@@ -131,6 +131,8 @@ def test_deleting_a_user_keeps_their_history_unlinked(app, client, auth: AuthAct
         None,
         {},
         {"is_admin": "maybe"},
+        {"is_admin": 1},  # JSON booleans only: not 1, "true" or "yes"
+        {"disabled": "true"},
         {"disabled": None},
         {"username": "renamed"},
         {"token_version": 0},
