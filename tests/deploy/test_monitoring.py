@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -24,7 +25,7 @@ TS_METRICS = {"ts_inference_requests_total", "DiskUtilization", "DiskAvailable",
 PROMQL_WORDS = {"sum", "rate", "by", "le", "or", "and", "max", "min", "histogram_quantile", "up"}
 
 
-def rules() -> dict[str, dict[str, object]]:
+def rules() -> dict[str, dict[str, Any]]:
     groups = yaml.safe_load(ALERTS.read_text())["groups"]
     return {rule["alert"]: rule for group in groups for rule in group["rules"]}
 
