@@ -194,6 +194,7 @@ def history_total(caller: Caller) -> int:
 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    started_at, load_at_start = time.strftime("%Y-%m-%d %H:%M %Z"), list(os.getloadavg())
     password = secrets.token_urlsafe(16)
     # The archive `make archive` builds (seeded random weights; the shipped batching, no torch.compile).
     (tmp / "store").mkdir(parents=True)
@@ -220,7 +221,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         rows = history_total(caller) - before
     return {
         "meta": {
-            "started_at": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "started_at": started_at,
+            "finished_at": time.strftime("%Y-%m-%d %H:%M %Z"),
             **machine.describe(),
             "minutes": args.minutes,
             "load": args.load,
@@ -228,7 +230,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "warmup_minutes": args.warmup_minutes,
             "capacity_per_s": capacity,
             "rate_per_s": rate,
-            "loadavg_at_start": list(os.getloadavg()),
+            "loadavg_at_start": load_at_start,
+            "loadavg_at_end": list(os.getloadavg()),
         },
         "history_rows": rows,
         **result,

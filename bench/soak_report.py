@@ -98,6 +98,14 @@ def _status_counts(calls: list[tuple[float, str, int, float]]) -> dict[str, int]
     return dict(sorted(counts.items()))
 
 
+def _loads(meta: dict[str, Any]) -> str:
+    parts = []
+    for key, when in (("loadavg_at_start", "at the start"), ("loadavg_at_end", "at the end")):
+        if meta.get(key):
+            parts.append(f"{' / '.join(f'{x:.1f}' for x in meta[key])} {when}")
+    return "; ".join(parts) or "not recorded"
+
+
 def _ok(flag: bool) -> str:
     return "PASS" if flag else "FAIL"
 
@@ -107,8 +115,9 @@ def markdown(raw: dict[str, Any], report: dict[str, Any]) -> str:
     lines = [
         f"# Soak: {meta['minutes']:g} minutes at {meta['load'] * 100:.0f} % of capacity",
         "",
-        f"Started {meta['started_at']} on {meta.get('cpu', 'unknown CPU')}, {meta.get('cores', '?')} CPUs "
-        f"(load average at start {', '.join(f'{x:.1f}' for x in meta.get('loadavg_at_start', []))}). "
+        f"Ran {meta['started_at']} to {meta.get('finished_at', '?')} on {meta.get('cpu', 'unknown CPU')}, "
+        f"{meta.get('cores', '?')} CPUs "
+        f"(load average {_loads(meta)}). "
         f"Capacity (closed loop, the same mix): {meta['capacity_per_s']:.1f} calls/s; soak rate "
         f"{meta['rate_per_s']:.1f} calls/s, open loop. Mix: "
         + ", ".join(f"{k} {v * 100:.0f} %" for k, v in meta["mix"].items())

@@ -3,7 +3,8 @@ the per-view decorators cannot say by themselves.
 
 Finishing touches on the generated document (``finish``):
 
-- every operation that takes a JSON body documents the 400 ``invalid_json`` a malformed body gets;
+- every operation that takes a JSON body documents the 400 ``invalid_json`` a malformed body gets, and
+  every operation the 414 a URL over MAX_URL_BYTES gets;
 - input rules that JSON Schema cannot state (one field against another, or against the server's state)
   are declared on the input schema, as its ``input_rules`` class attribute (status, sentence): every
   operation taking that schema lists them in its description and under ``x-input-rules``
@@ -22,6 +23,7 @@ from typing import Any
 
 from apiflask import APIFlask
 
+from .body_limits import MAX_URL_BYTES
 from .errors import ERROR_SCHEMA
 
 TITLE = "Image classification control API"
@@ -107,6 +109,9 @@ def finish(app: APIFlask, spec: dict[str, Any]) -> dict[str, Any]:
             content = operation.get("requestBody", {}).get("content", {})
             if "application/json" in content and "400" not in responses:
                 responses["400"] = _error_response("The body is not valid JSON (invalid_json)")
+            responses.setdefault(
+                "414", _error_response(f"The URL is over {MAX_URL_BYTES} bytes (uri_too_long)")
+            )
             body, schemas = inputs.get((path, method), (None, []))
             _mark_required(spec, operation, body)
             declared = [rule for schema in schemas for rule in getattr(schema, "input_rules", ())]

@@ -17,6 +17,7 @@ from marshmallow import RAISE
 from ..auth.guards import token_required
 from ..extensions import torchserve
 from ..rate_limits import rate_limited
+from ..torchserve.answers import UPSTREAM_ERRORS
 from .history_entry import current_entry, recorded
 from .image_metrics import count_images
 from .outcomes import Target, answer, classify
@@ -38,8 +39,7 @@ bp = APIBlueprint("forward", __name__, tag="Inference")
         415: "Not a supported image",
         422: "Bad top_k, or an image over the pixel limit",
         429: "Over the per-user rate limit (see Retry-After)",
-        503: "TorchServe unavailable (see Retry-After)",
-        504: "TorchServe timed out",
+        **UPSTREAM_ERRORS,
     },
 )
 @recorded

@@ -34,6 +34,7 @@ class ForwardForm(StrictSchema):
     # Required, but a request without any gets the view's 400 no_file, for any content type.
     documented_required: ClassVar[tuple[str, ...]] = ("file",)
     input_rules: ClassVar[InputRules] = (
+        (400, "At least one `file` part (no_file otherwise)."),
         (415, "Each `file` must be an image in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF)."),
         (422, "Each image must be at most `max_image_pixels` (64 MP by default)."),
         (413, "At most MAX_FILES_PER_REQUEST files and MAX_UPLOAD_MB in all."),

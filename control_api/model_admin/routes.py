@@ -23,7 +23,7 @@ from flask import current_app
 from ..audit.trail import audited, note, set_target
 from ..auth.guards import ADMIN_ERRORS, admin_required
 from ..errors import APIError
-from ..torchserve.answers import explanation
+from ..torchserve.answers import UPSTREAM_ERRORS, explanation
 from .catalog import call, describe, failure, find_version, model_names, quoted
 from .schemas import ModelActionOut, ModelDetailOut, ModelList, RegisterModelIn, WorkersIn
 from .store import archive_path, manifest
@@ -47,7 +47,9 @@ def _check_worker_cap(workers: int) -> None:
 
 @bp.get("/models")
 @bp.doc(
-    summary="List the registered models and their versions", security="BearerAuth", responses=ADMIN_ERRORS
+    summary="List the registered models and their versions",
+    security="BearerAuth",
+    responses={**ADMIN_ERRORS, **UPSTREAM_ERRORS},
 )
 @admin_required
 @bp.output(ModelList)
@@ -67,7 +69,7 @@ def list_models() -> dict[str, Any]:
 @bp.doc(
     summary="Describe a model: versions, default, workers, batching",
     security="BearerAuth",
-    responses={**ADMIN_ERRORS, 404: "No such model"},
+    responses={**ADMIN_ERRORS, **UPSTREAM_ERRORS, 404: "No such model"},
 )
 @admin_required
 @bp.output(ModelDetailOut)
@@ -81,6 +83,7 @@ def get_model(name: str) -> dict[str, Any]:
     security="BearerAuth",
     responses={
         **ADMIN_ERRORS,
+        **UPSTREAM_ERRORS,
         409: "That model version is already registered",
         422: "Not a plain .mar name in the model store, or an archive TorchServe refuses",
         502: "TorchServe could not start the model's workers",
@@ -133,7 +136,12 @@ def register_model(json_data: dict[str, Any]) -> dict[str, Any]:
 @bp.doc(
     summary="Make a version the default (what /forward uses when no version is asked for)",
     security="BearerAuth",
-    responses={**ADMIN_ERRORS, 404: "No such model or version", 409: "That version has no ready worker"},
+    responses={
+        **ADMIN_ERRORS,
+        **UPSTREAM_ERRORS,
+        404: "No such model or version",
+        409: "That version has no ready worker",
+    },
 )
 @admin_required
 @audited("model.set_default", target=_target)
@@ -163,6 +171,7 @@ def set_default(name: str, version: str) -> dict[str, Any]:
     security="BearerAuth",
     responses={
         **ADMIN_ERRORS,
+        **UPSTREAM_ERRORS,
         404: "No such model or version",
         409: "Scaling the default version to 0",
         422: "Bad min/max",
@@ -199,6 +208,7 @@ def scale_workers(name: str, version: str, json_data: dict[str, Any]) -> dict[st
     security="BearerAuth",
     responses={
         **ADMIN_ERRORS,
+        **UPSTREAM_ERRORS,
         404: "No such model or version",
         409: "It is the default version and other versions exist",
     },

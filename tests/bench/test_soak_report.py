@@ -13,6 +13,7 @@ from bench import soak_report
 def _meta(**overrides: Any) -> dict[str, Any]:
     return {
         "started_at": "2026-12-02 05:00 UTC",
+        "finished_at": "2026-12-02 05:25 UTC",
         "cpu": "test CPU",
         "cores": 2,
         "minutes": 10,

@@ -39,6 +39,8 @@ def test_schemathesis_finds_no_failure(
         torchserve,
         tmp_path,
         MODEL_STORE=str(torchserve_model_store_v2),
+        # A cap this machine can hold: each worker is a ResNet50 in memory (the document states the cap).
+        MAX_MODEL_WORKERS="2",
         # Limits would turn most of the run into 429s: the views are what is fuzzed here.
         RATE_LIMIT_ENABLED="false",
     ) as server:

@@ -81,7 +81,7 @@ def test_input_rules_beyond_the_schema_are_stated(client) -> None:
     workers = paths["/models/{name}/{version}/workers"]["put"]
     assert {"status": 422, "rule": "`min` must not exceed `max`."} in workers["x-input-rules"]
     forward = paths["/forward"]["post"]
-    assert {rule["status"] for rule in forward["x-input-rules"]} == {413, 415, 422}
+    assert {rule["status"] for rule in forward["x-input-rules"]} == {400, 413, 415, 422}
     assert {"413", "415", "422"} <= set(forward["responses"])
     assert paths["/users/{user_id}"]["patch"]["x-input-rules"][0]["status"] == 422
     assert "x-input-rules" not in paths["/token"]["post"]
@@ -120,3 +120,20 @@ def test_metrics_are_documented_as_text(client) -> None:
 
     assert set(metrics["content"]) == {"text/plain"}
     assert client.get("/metrics").headers["Content-Type"].startswith("text/plain")
+
+
+def test_a_url_over_the_limit_is_a_json_414_and_documented_everywhere(app, client, auth) -> None:
+    spec = client.get("/openapi.json").get_json()
+    long_query = "x" * 5000
+    headers = auth.headers("alice")
+
+    stats = client.get(f"/me/history?q={long_query}", headers=headers)
+    forward = client.post(f"/forward?{long_query}", headers=headers)
+
+    assert all("414" in op["responses"] for _, _, op in _operations(spec))
+    for response in (stats, forward):
+        assert response.status_code == 414, response.get_data(as_text=True)[:200]
+        assert response.get_json()["error"] == "uri_too_long"
+    admin = auth.admin_headers()
+    rows = client.get("/history", headers=admin).get_json()["items"]
+    assert [row["status_code"] for row in rows] == [414]  # /forward's refusal has its history row
