@@ -2,7 +2,9 @@
 
 Schemathesis' ``positive_data_acceptance`` check expects a request that fits the schema to be accepted
 (2xx, or 401/403/404/409/429). An operation whose ``x-input-rules`` (control_api/openapi.py) name rules
-JSON Schema cannot state may also answer the statuses those rules give.
+JSON Schema cannot state may also answer the statuses those rules give. ``negative_data_rejection`` also
+takes 413 and 414 as rejections: a fuzzed URL or body can be over the size limits (documented on every
+operation), and then that is what refuses it.
 
 Schemathesis' error feedback (it reads 422 bodies to tighten its generators) is off: its marshmallow
 parser takes the ``details`` key of our error shape for a body field, and then generates bodies with a
@@ -14,8 +16,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-# Schemathesis' own default for the check.
+# Schemathesis' own defaults for the checks.
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
+REJECTED = ["400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429", "5xx"]
+# A request too large to read is refused before its content is looked at: that is a rejection too.
+TOO_LARGE = ["413", "414"]
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 
@@ -25,7 +30,11 @@ def _toml_string(value: str) -> str:
 
 def schemathesis_toml(spec: dict[str, Any]) -> str:
     """The config file's text: one [[operations]] entry per operation that declares input rules."""
-    blocks: list[str] = ["[phases.fuzzing.error-feedback]\nenabled = false\n"]
+    rejected = ", ".join(_toml_string(s) for s in [*REJECTED, *TOO_LARGE])
+    blocks: list[str] = [
+        "[phases.fuzzing.error-feedback]\nenabled = false\n",
+        f"[checks.negative_data_rejection]\nexpected-statuses = [{rejected}]\n",
+    ]
     for path, operations in sorted(spec.get("paths", {}).items()):
         for method, operation in sorted(operations.items()):
             if method not in METHODS or not isinstance(operation, dict):
