@@ -147,8 +147,13 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if argv[:1] == ["soak"]:  # python -m bench soak: the long mixed-load run (bench/soak.py)
+        from bench import soak
+
+        return soak.main(argv[1:])
+    args = parse_args(argv)
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="bench_"))
     try:

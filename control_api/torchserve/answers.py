@@ -22,6 +22,12 @@ from ..errors import APIError
 Context = Literal["prediction", "management"]
 # Per-image answers of our handler: TorchServe found the model version, the image was the problem.
 HANDLER_ERRORS = frozenset({400, 413, 415, 422})
+# OpenAPI: what any endpoint that calls TorchServe may answer because of it.
+UPSTREAM_ERRORS = {
+    502: "TorchServe failed, or answered something unexpected",
+    503: "TorchServe unavailable or out of resources (see Retry-After)",
+    504: "TorchServe timed out",
+}
 MAX_EXPLANATION = 300
 # Our statuses that carry Retry-After: TorchServe failed, is unavailable or was too slow, and may not
 # be next time.
