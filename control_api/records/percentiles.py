@@ -18,6 +18,12 @@ from ..extensions import db
 from .writes import dialect_name
 
 PERCENTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+# status=ok|error|all: which requests the percentiles are over (successes: status below 400).
+STATUS_CONDITIONS = {"ok": "status_code < 400", "error": "status_code >= 400", "all": None}
+
+
+def status_matches(status: str, code: int) -> bool:
+    return status == "all" or (code < 400) == (status == "ok")
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ def percentiles(
     since: datetime | None,
     until: datetime | None,
     models: ModelFilter,
+    status: str = "all",
 ) -> dict[str, float | None]:
     """Nearest-rank p50/p95/p99 of processing_time over [since, until), which holds ``count`` rows.
 
@@ -49,6 +56,7 @@ def percentiles(
     range-scans the created_at index (covering: it carries processing_time) and sorts what it found.
     SQLite's planner misjudges this with both bounds set, so SQLite is told which index to use.
     ``window_rows`` is the time window's row count over every model: narrowness is the window's.
+    ``status`` (ok, error, all) keeps only those requests; ``count`` is how many of them there are.
     """
     if count == 0:
         return {name: None for name, _ in PERCENTILES}
@@ -67,6 +75,8 @@ def percentiles(
     if models.version is not None:
         conditions.append("model_version = :version")
         params["version"] = models.version
+    if STATUS_CONDITIONS[status]:
+        conditions.append(str(STATUS_CONDITIONS[status]))
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     hint = ""
     if dialect_name() == "sqlite":

@@ -24,8 +24,11 @@ from .schemas import (
     HistoryQuery,
     StatsOut,
     StatsQuery,
+    TimeseriesOut,
+    TimeseriesQuery,
 )
 from .stats import compute_stats
+from .timeseries import MAX_POINTS, timeseries
 from .writes import delete_history
 
 bp = APIBlueprint("history", __name__, tag="History")
@@ -74,9 +77,43 @@ def clear_history(headers_data: dict[str, Any], query_data: dict[str, Any]) -> d
 @bp.input(StatsQuery, location="query", unknown=RAISE)
 @bp.output(StatsOut)
 def stats(query_data: dict[str, Any]) -> dict[str, Any]:
-    """Totals, error rate, latency percentiles, input sizes, status codes and per-model-version counts.
+    """Totals, error rate, latency percentiles, input sizes, status codes, per-model-version counts, the
+    top-1 class distribution and the usage per user.
 
-    `model` and `version` narrow it all to one model version (compare two versions with two calls)."""
+    `model` and `version` narrow it all to one model version (compare two versions with two calls).
+    Latency percentiles are nearest-rank over the successful requests (`status=ok`, the default), the
+    failed ones (`error`) or all; the answer says which."""
     return compute_stats(
-        query_data.get("since"), query_data.get("until"), query_data.get("model"), query_data.get("version")
+        query_data.get("since"),
+        query_data.get("until"),
+        query_data.get("model"),
+        query_data.get("version"),
+        query_data["status"],
+    )
+
+
+@bp.get("/stats/timeseries")
+@bp.doc(
+    summary="Request statistics over time",
+    security="BearerAuth",
+    responses={
+        **ADMIN_ERRORS,
+        422: f"Unknown bucket, since after until, or over {MAX_POINTS} buckets (range_too_large)",
+    },
+)
+@admin_required
+@bp.input(TimeseriesQuery, location="query", unknown=RAISE)
+@bp.output(TimeseriesOut)
+def stats_timeseries(query_data: dict[str, Any]) -> dict[str, Any]:
+    """Per bucket (`1m`, `1h`, `1d`): requests, errors, images, p50/p95/p99 latency of the successful
+    requests (from a histogram: within 2.5 %), and the split per model version.
+
+    The range is widened to whole buckets; without `since`/`until` it is the last 60 minutes, 48 hours or
+    30 days, up to the current bucket. Buckets without requests are there with zeros."""
+    return timeseries(
+        query_data["bucket"],
+        query_data.get("since"),
+        query_data.get("until"),
+        query_data.get("model"),
+        query_data.get("version"),
     )
