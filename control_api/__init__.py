@@ -67,6 +67,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     from .me import routes as me_routes
     from .model_admin import routes as model_routes
     from .ops import health_routes, metrics_routes, request_tracking
+    from .records import retention
     from .records import routes as records_routes
     from .users import routes as users_routes
 
@@ -86,5 +87,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
         app.register_blueprint(module.bp)
     rate_limits.init_app(app)  # after the views' modules are imported: it wraps their @rate_limited views
     app.cli.add_command(admins.create_admin_command)
+    app.cli.add_command(retention.purge_history_command)
     admins.bootstrap_admin(app)
     return app

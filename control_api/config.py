@@ -158,6 +158,10 @@ def from_env(instance_path: str, env: Mapping[str, str] | None = None) -> dict[s
         "LOG_FORMAT": env.get("LOG_FORMAT", "text").strip().lower(),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").strip().upper(),
         "METRICS_TOKEN": env.get("METRICS_TOKEN", ""),
+        # History: the most rows one CSV export streams; rows older than this many days are purged
+        # (flask --app control_api purge-history; 0 keeps them all).
+        "HISTORY_EXPORT_MAX_ROWS": _env_int(env, "HISTORY_EXPORT_MAX_ROWS", 1_000_000),
+        "HISTORY_RETENTION_DAYS": _env_int(env, "HISTORY_RETENTION_DAYS", 0),
     }
 
 
@@ -219,6 +223,8 @@ def _check_operations(config: dict[str, Any]) -> None:
         raise ConfigError("MAX_MODEL_WORKERS must be at least 1")
     if int(config["TRUSTED_PROXIES"]) < 0:
         raise ConfigError("TRUSTED_PROXIES must be 0 or more")
+    if int(config["HISTORY_EXPORT_MAX_ROWS"]) < 1 or int(config["HISTORY_RETENTION_DAYS"]) < 0:
+        raise ConfigError("HISTORY_EXPORT_MAX_ROWS must be at least 1, HISTORY_RETENTION_DAYS 0 or more")
     redis_url = str(config.get("REDIS_URL") or "")
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {redis_url!r}")

@@ -1,5 +1,5 @@
-"""The class distribution and the usage per user of /stats, from the hourly rollups plus the raw rows of
-the partial hours at the edges of a since/until range (as ``aggregates`` does for the counts)."""
+"""The class distribution and the usage per user of /stats, from the rollups (classes per hour, users per
+day and hour) plus the raw rows of the partial hours at the edges of a since/until range."""
 
 from __future__ import annotations
 
@@ -12,27 +12,12 @@ import sqlalchemy as sa
 from ..extensions import db
 from ..tables import History
 from .percentiles import ModelFilter
+from .ranges import Range, split
 from .rollup_tables import HistoryClasses, HistoryUsers
 from .rollup_writes import top1_labels
-from .writes import hour_ceil, hour_floor
 
 TOP_CLASSES = 20
 TOP_USERS = 50
-Range = tuple[datetime | None, datetime | None]
-
-
-def split(since: datetime | None, until: datetime | None) -> tuple[Range | None, list[Range]]:
-    """[since, until) as whole hours (read from a rollup; None when there are none) and raw-row edges."""
-    lo = hour_ceil(since) if since is not None else None
-    hi = hour_floor(until) if until is not None else None
-    if lo is not None and hi is not None and lo >= hi:
-        return None, [(since, until)]
-    edges: list[Range] = []
-    if since is not None and lo is not None and since < lo:
-        edges.append((since, lo))
-    if until is not None and hi is not None and hi < until:
-        edges.append((hi, until))
-    return (lo, hi), edges
 
 
 def _bucket_where(table: Any, hours: Range, models: ModelFilter) -> list[Any]:
@@ -64,15 +49,15 @@ def _row_where(edge: Range, models: ModelFilter) -> list[Any]:
 def class_distribution(since: datetime | None, until: datetime | None, models: ModelFilter) -> dict[str, Any]:
     """Top-1 classes of the classified images: the 20 most frequent and the count of all the others."""
     counts: Counter[str] = Counter()
-    hours, edges = split(since, until)
-    if hours is not None:
+    pieces = split(since, until, days=False)
+    for hours in pieces.hours:
         c = HistoryClasses
         query = (
             sa.select(c.label, sa.func.sum(c.count)).where(*_bucket_where(c, hours, models)).group_by(c.label)
         )
         for label, n in db.session.execute(query):
             counts[label] += int(n)
-    for edge in edges:
+    for edge in pieces.rows:
         results = sa.select(History.result).where(
             *_row_where(edge, models), History.status_code < 400, History.result.is_not(None)
         )
@@ -86,16 +71,17 @@ def class_distribution(since: datetime | None, until: datetime | None, models: M
 def user_usage(since: datetime | None, until: datetime | None, models: ModelFilter) -> dict[str, Any]:
     """Requests, errors and images per user (the 50 busiest; '' is unauthenticated), and all the others."""
     usage: dict[str, list[int]] = {}
-    hours, edges = split(since, until)
+    pieces = split(since, until)
     parts: list[Any] = []
-    if hours is not None:
-        u = HistoryUsers
+    u = HistoryUsers
+    spans = [("1d", pieces.days)] if pieces.days is not None else []
+    for span, bounds in [*spans, *(("1h", hours) for hours in pieces.hours)]:
         parts.append(
             sa.select(u.username, sa.func.sum(u.requests), sa.func.sum(u.errors), sa.func.sum(u.images))
-            .where(*_bucket_where(u, hours, models))
+            .where(u.span == span, *_bucket_where(u, bounds, models))
             .group_by(u.username)
         )
-    for edge in edges:
+    for edge in pieces.rows:
         h = History
         parts.append(
             sa.select(

@@ -5,7 +5,8 @@
 - ``history_latency``: a latency histogram of the successful requests, same spans and keys, one row per
   occupied bin (bins are 1/20 of a natural-log unit wide: about 5 %; see ``rollup_writes.latency_bin``);
 - ``history_classes``: the top-1 class of each classified image, per hour and model version;
-- ``history_users``: requests, errors and images per hour, user and model version.
+- ``history_users``: requests, errors and images per hour and day (``span`` '1h', '1d'), user and model
+  version.
 
 They are never cut down by the retention purge, so long-range statistics survive it. ``model_name`` and
 ``model_version`` are '' rather than NULL, as in ``history_rollup``: NULLs never conflict in a unique index.
@@ -72,11 +73,14 @@ class HistoryClasses(db.Model):  # type: ignore[name-defined]
 class HistoryUsers(db.Model):  # type: ignore[name-defined]
     __tablename__ = "history_users"
     __table_args__ = (
-        sa.UniqueConstraint("bucket", "username", "model_name", "model_version", name="uq_history_users_key"),
+        sa.UniqueConstraint(
+            "span", "bucket", "username", "model_name", "model_version", name="uq_history_users_key"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    bucket: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False)  # start of the hour, UTC
+    span: Mapped[str] = mapped_column(sa.String(2), nullable=False)  # 1h or 1d
+    bucket: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False)  # start of the span, UTC
     username: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="")
     model_name: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="")
     model_version: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="")

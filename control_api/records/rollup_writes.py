@@ -40,7 +40,7 @@ def ceil_to(moment: datetime, span: str) -> datetime:
 
 
 def latency_bin(ms: float) -> int:
-    """The histogram bin of a latency: floor(ln(ms) * 20), the same in SQL (``_bin_expr``)."""
+    """The histogram bin of a latency: floor(ln(ms) * 20), the same in SQL (``bin_expr``)."""
     return math.floor(math.log(max(ms, _MIN_MS)) * BINS_PER_LN)
 
 
@@ -71,7 +71,8 @@ _SERIES_KEYS = ("span", "bucket", "model_name", "model_version")
 _SERIES_SUMS = ("requests", "errors", "images")
 _LATENCY_KEYS = (*_SERIES_KEYS, "bin")
 _CLASS_KEYS = ("bucket", "model_name", "model_version", "label")
-_USER_KEYS = ("bucket", "username", "model_name", "model_version")
+_USER_KEYS = ("span", "bucket", "username", "model_name", "model_version")
+USER_SPANS = ("1h", "1d")
 
 
 def fold(row: Mapping[str, Any]) -> None:
@@ -84,8 +85,11 @@ def fold(row: Mapping[str, Any]) -> None:
     series = [{"span": s, "bucket": floor_to(created, s), **model, **counts} for s in SPANS]
     session.execute(_upsert(dialect, HistorySeries.__table__, _SERIES_KEYS, _SERIES_SUMS), series)
     hour = floor_to(created, "1h")
-    user = {"bucket": hour, "username": row.get("username") or "", **model, **counts}
-    session.execute(_upsert(dialect, HistoryUsers.__table__, _USER_KEYS, _SERIES_SUMS), user)
+    name = row.get("username") or ""
+    users = [
+        {"span": s, "bucket": floor_to(created, s), "username": name, **model, **counts} for s in USER_SPANS
+    ]
+    session.execute(_upsert(dialect, HistoryUsers.__table__, _USER_KEYS, _SERIES_SUMS), users)
     if not ok:
         return
     latency_index = latency_bin(float(row["processing_time"]))
@@ -115,7 +119,7 @@ def _bucket_expr(span: str) -> Any:
     return sa.func.date_trunc({"1m": "minute", "1h": "hour", "1d": "day"}[span], History.created_at)
 
 
-def _bin_expr() -> Any:
+def bin_expr() -> Any:
     clamp = sa.func.max if _dialect() == "sqlite" else sa.func.greatest
     value = sa.func.floor(sa.func.ln(clamp(History.processing_time, _MIN_MS)) * BINS_PER_LN)
     return sa.cast(value, sa.Integer)
@@ -170,20 +174,22 @@ def _rebuild_span(span: str, start: datetime | None, end: datetime | None) -> No
     db.session.execute(sa.insert(HistorySeries).from_select([*_SERIES_KEYS, *_SERIES_SUMS], series))
     _clear(HistoryLatency, lo, hi, HistoryLatency.span == span)
     latency = (
-        sa.select(sa.literal(span), bucket, *_model_columns(), _bin_expr(), sa.func.count())
+        sa.select(sa.literal(span), bucket, *_model_columns(), bin_expr(), sa.func.count())
         .where(*where, History.status_code < 400)
         .group_by(*_group(5))
     )
     db.session.execute(sa.insert(HistoryLatency).from_select([*_LATENCY_KEYS, "count"], latency))
-    if span != "1h":
+    if span not in USER_SPANS:
         return
-    _clear(HistoryUsers, lo, hi)
+    _clear(HistoryUsers, lo, hi, HistoryUsers.span == span)
     users = (
-        sa.select(bucket, History.username, *_model_columns(), *_count_columns())
+        sa.select(sa.literal(span), bucket, History.username, *_model_columns(), *_count_columns())
         .where(*where)
-        .group_by(*_group(4))
+        .group_by(*_group(5))
     )
     db.session.execute(sa.insert(HistoryUsers).from_select([*_USER_KEYS, *_SERIES_SUMS], users))
+    if span != "1h":
+        return
     _clear(HistoryClasses, lo, hi)
     _rebuild_classes(where)
 
@@ -225,8 +231,8 @@ def forget_before(before: datetime | None) -> None:
     for span in SPANS:
         boundary = floor_to(before, span)
         for table in tables:
-            if table in (HistorySeries, HistoryLatency):
+            if table in (HistorySeries, HistoryLatency) or (table is HistoryUsers and span in USER_SPANS):
                 _clear(table, None, boundary, table.span == span)
-            elif span == "1h":
+            elif table is HistoryClasses and span == "1h":
                 _clear(table, None, boundary)
         _rebuild_span(span, before, before)

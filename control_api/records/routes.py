@@ -15,13 +15,14 @@ from ..auth.guards import ADMIN_ERRORS, admin_required
 from ..errors import APIError
 from ..pagination import newest_first
 from ..tables import History
+from .export import csv_response, wants_csv
 from .filters import history_filters
 from .schemas import (
     AdminTokenHeader,
     DeletedOut,
     DeleteQuery,
+    HistoryListQuery,
     HistoryPage,
-    HistoryQuery,
     StatsOut,
     StatsQuery,
     TimeseriesOut,
@@ -35,13 +36,26 @@ bp = APIBlueprint("history", __name__, tag="History")
 
 
 @bp.get("/history")
-@bp.doc(summary="Read the request history, newest first", security="BearerAuth", responses=ADMIN_ERRORS)
+@bp.doc(
+    summary="Read the request history, newest first (JSON pages or a CSV export)",
+    security="BearerAuth",
+    responses={
+        **ADMIN_ERRORS,
+        422: "Bad filters, or a CSV export of more than HISTORY_EXPORT_MAX_ROWS rows (export_too_large)",
+    },
+)
 @admin_required
-@bp.input(HistoryQuery, location="query", unknown=RAISE)
-@bp.output(HistoryPage)
-def list_history(query_data: dict[str, Any]) -> dict[str, Any]:
-    """Filters combine; `since` is inclusive and `until` exclusive."""
-    return newest_first(History, history_filters(query_data), query_data)
+@bp.input(HistoryListQuery, location="query", unknown=RAISE)
+@bp.output(HistoryPage, content_type="application/json")
+def list_history(query_data: dict[str, Any]) -> Any:
+    """Filters combine; `since` is inclusive and `until` exclusive.
+
+    With `format=csv` or `Accept: text/csv`: every matching row as a streamed CSV file (`text/csv`, one
+    header line, `result` as JSON), at most HISTORY_EXPORT_MAX_ROWS rows (1,000,000 by default)."""
+    where = history_filters(query_data)
+    if wants_csv(query_data):
+        return csv_response(where)
+    return newest_first(History, where, query_data)
 
 
 @bp.delete("/history")

@@ -44,6 +44,15 @@ class HistoryQuery(PageQuery, ModelQuery):
     )
 
 
+class HistoryListQuery(HistoryQuery):
+    format = String(
+        validate=OneOf(("json", "csv")),
+        metadata={
+            "description": "csv: every matching row as CSV (page and per_page ignored); also Accept: text/csv"
+        },
+    )
+
+
 class HistoryItem(Schema):
     id = Integer()
     request_id = String(allow_none=True)

@@ -2,7 +2,7 @@
 
 - ``history_series`` (requests, errors, images per minute/hour/day and model version), ``history_latency``
   (a latency histogram of the successful requests, same keys plus the bin), ``history_classes`` (top-1
-  classes per hour and model version) and ``history_users`` (per hour, user and model version), filled
+  classes per hour and model version) and ``history_users`` (per hour and day, user and model version), filled
   from the rows already there.
 - ``status_code`` added to ``ix_history_created_at`` and ``ix_history_processing_time``, so the
   percentiles of the successful requests only still read the indexes alone.
@@ -77,11 +77,14 @@ def _create_tables():
     op.create_table(
         "history_users",
         _id(),
+        sa.Column("span", sa.String(2), nullable=False),
         sa.Column("bucket", sa.DateTime(), nullable=False),
         sa.Column("username", sa.String(64), nullable=False),
         *_model(),
         *_counts(),
-        sa.UniqueConstraint("bucket", "username", "model_name", "model_version", name="uq_history_users_key"),
+        sa.UniqueConstraint(
+            "span", "bucket", "username", "model_name", "model_version", name="uq_history_users_key"
+        ),
     )
 
 
@@ -108,11 +111,12 @@ def _backfill(conn):
                 "FROM history WHERE status_code < 400 GROUP BY 1, 2, 3, 4, 5"
             )
         )
-        if span == "1h":
+        if span != "1m":
             conn.execute(
                 sa.text(
-                    "INSERT INTO history_users (bucket, username, model_name, model_version, requests, errors, "
-                    f"images) SELECT {bucket}, username, {model}, {counts} FROM history GROUP BY 1, 2, 3, 4"
+                    "INSERT INTO history_users (span, bucket, username, model_name, model_version, requests, "
+                    f"errors, images) SELECT '{span}', {bucket}, username, {model}, {counts} FROM history "
+                    "GROUP BY 1, 2, 3, 4, 5"
                 )
             )
     history = sa.table(
