@@ -162,6 +162,8 @@ def from_env(instance_path: str, env: Mapping[str, str] | None = None) -> dict[s
         # (flask --app control_api purge-history; 0 keeps them all).
         "HISTORY_EXPORT_MAX_ROWS": _env_int(env, "HISTORY_EXPORT_MAX_ROWS", 1_000_000),
         "HISTORY_RETENTION_DAYS": _env_int(env, "HISTORY_RETENTION_DAYS", 0),
+        # The dashboard's cookie only over HTTPS (set it behind a TLS-terminating proxy).
+        "DASHBOARD_COOKIE_SECURE": _env_bool(env, "DASHBOARD_COOKIE_SECURE", False),
     }
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 
 def test_openapi_document(client) -> None:
     spec = client.get("/openapi.json").get_json()
@@ -43,3 +46,22 @@ def test_openapi_documents_the_ops_endpoints(client) -> None:
     assert "security" not in paths["/metrics"]["get"]
     assert "429" in paths["/token"]["post"]["responses"] and "429" in paths["/forward"]["post"]["responses"]
     assert {"model", "version"} <= {p["name"] for p in paths["/stats"]["get"]["parameters"]}
+
+
+def test_docs_pages_load_only_vendored_files(client) -> None:
+    """Swagger UI and ReDoc work offline: every script, style and icon they name is served here."""
+    for path in ("/docs", "/redoc"):
+        page = client.get(path).get_data(as_text=True)
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+
+        assert assets, path
+        for asset in assets:
+            assert asset.startswith("/"), (path, asset)  # nothing from another host
+            assert client.get(asset).status_code == 200, asset
+
+
+def test_vendored_libraries_carry_licence_and_version() -> None:
+    vendor = Path(__file__).resolve().parents[2] / "control_api" / "static" / "vendor"
+    for name in ("swagger-ui", "redoc", "chart.js"):
+        files = {p.name for p in (vendor / name).iterdir()}
+        assert "VERSION" in files and any(f.startswith("LICENSE") for f in files), name
