@@ -68,6 +68,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     from .forward import routes as forward_routes
     from .forward.uploads import UploadRequest
     from .me import routes as me_routes
+    from .model_admin import archives as archive_routes
+    from .model_admin import compare as compare_routes
+    from .model_admin import reconciler, rollout_routes
     from .model_admin import routes as model_routes
     from .ops import health_routes, metrics_routes, request_tracking
     from .records import retention
@@ -82,6 +85,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
         me_routes,
         forward_routes,
         records_routes,
+        archive_routes,
+        rollout_routes,
+        compare_routes,
         model_routes,
         audit_routes,
         users_routes,
@@ -92,5 +98,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     rate_limits.init_app(app)  # after the views' modules are imported: it wraps their @rate_limited views
     app.cli.add_command(admins.create_admin_command)
     app.cli.add_command(retention.purge_history_command)
+    app.cli.add_command(reconciler.reconcile_command)
     admins.bootstrap_admin(app)
     return app

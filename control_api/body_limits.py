@@ -11,6 +11,8 @@ One limit, checked wherever the size becomes known:
 - the parsed files, which must add up to at most the upload limit
   (``refuse_oversized_upload(total, whole_body=False)``).
 
+Archive uploads (``POST /models/archives``) have their own limit, MAX_ARCHIVE_MB plus the envelope
+(``MAX_ARCHIVE_CONTENT_LENGTH``), and are streamed to a temporary file rather than kept in memory.
 Every other endpoint takes JSON or form bodies of at most SMALL_BODY_BYTES.
 """
 
@@ -23,6 +25,8 @@ from .errors import APIError
 SMALL_BODY_BYTES = 1024 * 1024
 # The endpoints that take uploads (blueprint.view).
 UPLOAD_ENDPOINTS = frozenset({"forward.forward"})
+# The endpoints whose uploads go to disk as they arrive (werkzeug's spooled temporary files).
+STREAMED_ENDPOINTS = frozenset({"archives.upload_archive"})
 
 
 def refuse_oversized_upload(size: int, *, whole_body: bool) -> None:
@@ -42,6 +46,8 @@ def refuse_oversized_upload(size: int, *, whole_body: bool) -> None:
 def _limit_body() -> None:
     if request.endpoint in UPLOAD_ENDPOINTS:
         request.max_content_length = current_app.config["MAX_CONTENT_LENGTH"]
+    elif request.endpoint in STREAMED_ENDPOINTS:
+        request.max_content_length = current_app.config["MAX_ARCHIVE_CONTENT_LENGTH"]
     else:
         request.max_content_length = SMALL_BODY_BYTES
 

@@ -145,6 +145,12 @@ def from_env(instance_path: str, env: Mapping[str, str] | None = None) -> dict[s
         "MODEL_STORE": env.get("MODEL_STORE") or str(REPO_ROOT / "model_store"),
         "TORCHSERVE_MANAGEMENT_TIMEOUT": _env_float(env, "TORCHSERVE_MANAGEMENT_TIMEOUT", 180.0),
         "MAX_MODEL_WORKERS": _env_int(env, "MAX_MODEL_WORKERS", 16),
+        "MAX_ARCHIVE_MB": _env_int(env, "MAX_ARCHIVE_MB", 1024),
+        # Rollout: how long a worker may serve a cached traffic policy; the shadow queue's bound.
+        "ROLLOUT_CACHE_SECONDS": _env_float(env, "ROLLOUT_CACHE_SECONDS", 1.0),
+        "SHADOW_QUEUE_SIZE": _env_int(env, "SHADOW_QUEUE_SIZE", 16),
+        # How often one gunicorn worker puts TorchServe back in the desired state (0: never).
+        "RECONCILE_SECONDS": _env_float(env, "RECONCILE_SECONDS", 15.0),
         # Rate limits (Flask-Limiter syntax, e.g. "10/minute;100/hour"; empty: no limit there).
         "REDIS_URL": env.get("REDIS_URL", ""),
         "RATE_LIMIT_ENABLED": _env_bool(env, "RATE_LIMIT_ENABLED", True),
@@ -191,6 +197,11 @@ def finalize(config: dict[str, Any]) -> None:
     # multipart envelope (boundaries, part headers, the top_k/model fields) on top of the files.
     config["MAX_UPLOAD_BYTES"] = int(config["MAX_UPLOAD_MB"]) * 1024 * 1024
     config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_BYTES"] + MULTIPART_ENVELOPE_BYTES
+    if int(config["MAX_ARCHIVE_MB"]) < 1:
+        raise ConfigError("MAX_ARCHIVE_MB must be at least 1")
+    config["MAX_ARCHIVE_CONTENT_LENGTH"] = (
+        int(config["MAX_ARCHIVE_MB"]) * 1024 * 1024 + MULTIPART_ENVELOPE_BYTES
+    )
     config["JWT_SECRET_KEY"] = config["SECRET_KEY"]
     # Decode with exactly the one algorithm we sign with: no "none", no RS/HS confusion.
     config["JWT_DECODE_ALGORITHMS"] = [config["JWT_ALGORITHM"]]

@@ -1,8 +1,10 @@
 """``POST /forward``: images in, TorchServe's classification out; every request lands in the history.
 
-Uploads are parsed into memory (``uploads.UploadRequest``) and each image goes to TorchServe as its raw
-bytes, without a copy. Several images go concurrently (a small per-process thread pool), so TorchServe's
-dynamic batching can group them; results keep upload order.
+A request that pins no version goes where the model's rollout policy sends this user (a canary split,
+``model_admin/routing.py``), else to TorchServe's default version. Uploads are parsed into memory
+(``uploads.UploadRequest``) and each image goes to TorchServe as its raw bytes, without a copy.
+Several images go concurrently (a small per-process thread pool), so TorchServe's dynamic batching
+can group them; results keep upload order.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from flask import current_app
 from marshmallow import RAISE
 
 from ..auth.guards import token_required
+from ..auth.identity import current_user
 from ..extensions import torchserve
+from ..model_admin import guard, shadow
+from ..model_admin.routing import Route, route
 from ..rate_limits import rate_limited
 from .history_entry import current_entry, recorded
 from .image_metrics import count_images
@@ -53,9 +58,13 @@ def forward(query_data: dict[str, Any], form_and_files_data: dict[str, Any]) -> 
     """multipart/form-data with parts named `file`; `top_k`, `model` and `version` as query or form fields."""
     form = form_and_files_data
     entry = current_entry()
+    model = query_data.get("model") or form.get("model") or current_app.config["DEFAULT_MODEL"]
+    pinned = query_data.get("version") or form.get("version")
+    user = current_user()
+    routed = Route(pinned) if pinned else route(model, user.id if user else None)
     target = Target(
-        model=query_data.get("model") or form.get("model") or current_app.config["DEFAULT_MODEL"],
-        version=query_data.get("version") or form.get("version"),
+        model=model,
+        version=routed.version,
         top_k=query_data.get("top_k", form.get("top_k", 5)),
         retry_after=int(current_app.config["RETRY_AFTER_SECONDS"]),
         request_id=entry.request_id,
@@ -72,4 +81,8 @@ def forward(query_data: dict[str, Any], form_and_files_data: dict[str, Any]) -> 
         outcomes = [future.result() for future in futures]
     entry.upstream_ms = (time.perf_counter() - started) * 1000.0
     count_images(target, uploads, outcomes)
+    if routed.policy is not None:
+        guard.schedule(routed.policy)
+        if routed.to_stable and len(uploads) == 1:
+            shadow.offer(routed.policy, outcomes[0][0], uploads[0].data, outcomes[0][1], entry.request_id)
     return answer(entry, outcomes)

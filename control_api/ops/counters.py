@@ -75,6 +75,11 @@ UPSTREAM_ERRORS = Counter(
     ["kind"],
 )
 DB_ERRORS = Counter("api_db_errors_total", "Database failures seen while answering requests.")
+SHADOW_REQUESTS = Counter(
+    "api_shadow_requests_total",
+    "Shadow copies of /forward requests: sent (answered or failed) or dropped (the queue was full).",
+    ["outcome"],
+)
 
 
 def exposition() -> bytes:

@@ -10,7 +10,7 @@
 Downgrade drops the tables and puts the indexes back as they were.
 
 Revision ID: 0004_records
-Revises: 0003_accounts
+Revises: 0005_model_rollout
 Create Date: 2026-12-02
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_records"
-down_revision = "0003_accounts"
+down_revision = "0005_model_rollout"
 branch_labels = None
 depends_on = None
 

@@ -39,6 +39,10 @@ TABLES = (
     "history_users",
     "history",
     "users",
+    "model_archives",
+    "model_versions",
+    "model_rollouts",
+    "shadow_results",
 )
 
 
