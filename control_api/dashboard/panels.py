@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..extensions import db
+from ..model_admin.tables import RolloutPolicy
 from ..records.rollup_writes import SPANS, floor_to
 from ..records.stats import compute_stats
 from ..tables import History, utcnow
@@ -51,7 +52,7 @@ def last_failures(limit: int = FAILURES_SHOWN) -> list[History]:
 
 def model_versions(by_model: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Each model version that answered in the range (requests, error rate) with its TorchServe state
-    (default or not, worker status), when TorchServe answers."""
+    (default or not, worker status), when TorchServe answers, and its part in a rollout policy."""
     from ..model_admin.catalog import describe, model_names
 
     rows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -77,4 +78,16 @@ def model_versions(by_model: dict[str, dict[str, dict[str, Any]]]) -> list[dict[
         log.warning("TorchServe did not describe its models for the dashboard", exc_info=True)
         for row in rows.values():
             row["state"] = "unknown (TorchServe unavailable)"
+    for row in rows.values():
+        row["rollout"] = ""
+    for policy in db.session.scalars(sa.select(RolloutPolicy)):
+        roles = {
+            policy.stable: f"stable ({policy.state})",
+            policy.canary: f"canary {policy.canary_percent:g} % ({policy.state})",
+        }
+        if policy.shadow_version and policy.shadow_percent:
+            roles.setdefault(policy.shadow_version, f"shadow {policy.shadow_percent:g} %")
+        for version, role in roles.items():
+            if (policy.model_name, version) in rows:
+                rows[(policy.model_name, version)]["rollout"] = role
     return sorted(rows.values(), key=lambda r: (r["model"], r["version"]))

@@ -93,3 +93,18 @@ def test_logout_without_the_csrf_token_keeps_the_session(client, auth: AuthActio
     client.post("/dashboard/logout", data={})
 
     assert client.get("/dashboard").status_code == 200
+
+
+def test_model_versions_show_their_rollout_role(app, client, auth: AuthActions) -> None:
+    from control_api.extensions import db
+    from control_api.model_admin.tables import RolloutPolicy
+
+    make_rows(app, 30, utcnow() - timedelta(hours=1), timedelta(hours=1))
+    with app.app_context():
+        db.session.add(RolloutPolicy(model_name="resnet50", stable="1.0", canary="2.0", canary_percent=10.0))
+        db.session.commit()
+    _login(client, auth, "root", admin=True)
+
+    html = client.get("/dashboard").get_data(as_text=True)
+
+    assert "<td>stable (canary)</td>" in html and "<td>canary 10 % (canary)</td>" in html
