@@ -120,6 +120,10 @@ def checks(results: dict[str, Any]) -> list[Check]:
         )
         window = stats.get("window_7d", {}).get("median_ms")
         out.append(Check(f"GET /stats, {backend}, {rows}, 7-day window", "<=", STATS_BOUND_MS, window, "ms"))
+        for bucket, span in (("1m", "60 minutes"), ("1h", "48 hours"), ("1d", "30 days")):
+            series = stats.get(f"timeseries_{bucket}", {}).get("median_ms")
+            name = f"GET /stats/timeseries?bucket={bucket}, {backend}, {rows}, {span}"
+            out.append(Check(name, "<=", STATS_BOUND_MS, series, "ms"))
     return out
 
 

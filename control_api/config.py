@@ -150,6 +150,12 @@ def from_env(instance_path: str, env: Mapping[str, str] | None = None) -> dict[s
         "LOG_FORMAT": env.get("LOG_FORMAT", "text").strip().lower(),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").strip().upper(),
         "METRICS_TOKEN": env.get("METRICS_TOKEN", ""),
+        # History: the most rows one CSV export streams; rows older than this many days are purged
+        # (flask --app control_api purge-history; 0 keeps them all).
+        "HISTORY_EXPORT_MAX_ROWS": _env_int(env, "HISTORY_EXPORT_MAX_ROWS", 1_000_000),
+        "HISTORY_RETENTION_DAYS": _env_int(env, "HISTORY_RETENTION_DAYS", 0),
+        # The dashboard's cookie only over HTTPS (set it behind a TLS-terminating proxy).
+        "DASHBOARD_COOKIE_SECURE": _env_bool(env, "DASHBOARD_COOKIE_SECURE", False),
     }
 
 

@@ -94,6 +94,8 @@ def check_operations(config: dict[str, Any]) -> None:
             raise ConfigError(f"{name} must be over 0 and at most 60 seconds, got {config[name]}")
     if int(config["TRUSTED_PROXIES"]) < 0:
         raise ConfigError("TRUSTED_PROXIES must be 0 or more")
+    if int(config["HISTORY_EXPORT_MAX_ROWS"]) < 1 or int(config["HISTORY_RETENTION_DAYS"]) < 0:
+        raise ConfigError("HISTORY_EXPORT_MAX_ROWS must be at least 1, HISTORY_RETENTION_DAYS 0 or more")
     redis_url = str(config.get("REDIS_URL") or "")
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {redis_url!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tests.control_api.conftest import app_on, torchserve_settings
@@ -137,3 +138,22 @@ def test_a_url_over_the_limit_is_a_json_414_and_documented_everywhere(app, clien
     admin = auth.admin_headers()
     rows = client.get("/history", headers=admin).get_json()["items"]
     assert [row["status_code"] for row in rows] == [414]  # /forward's refusal has its history row
+
+
+def test_docs_pages_load_only_vendored_files(client) -> None:
+    """Swagger UI and ReDoc work offline: every script, style and icon they name is served here."""
+    for path in ("/docs", "/redoc"):
+        page = client.get(path).get_data(as_text=True)
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+
+        assert assets, path
+        for asset in assets:
+            assert asset.startswith("/"), (path, asset)  # nothing from another host
+            assert client.get(asset).status_code == 200, asset
+
+
+def test_vendored_libraries_carry_licence_and_version() -> None:
+    vendor = Path(__file__).resolve().parents[2] / "control_api" / "static" / "vendor"
+    for name in ("swagger-ui", "redoc", "chart.js"):
+        files = {p.name for p in (vendor / name).iterdir()}
+        assert "VERSION" in files and any(f.startswith("LICENSE") for f in files), name

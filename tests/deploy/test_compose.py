@@ -31,9 +31,9 @@ PROMETHEUS = ROOT / "monitoring" / "prometheus.yml"
 GRAFANA = ROOT / "monitoring" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "image-classification.json"
 
-CORE_SERVICES = {"proxy", "torchserve", "api", "postgres", "redis"}
+CORE_SERVICES = {"proxy", "torchserve", "api", "postgres", "redis", "history-purge"}
 MONITORING_SERVICES = {"prometheus", "grafana"}
-# What the api must be given (issue 4, item 6).
+# What the api must be given.
 REQUIRED_API_ENV = {
     "DATABASE_URL",
     "TORCHSERVE_INFERENCE_URL",
@@ -464,6 +464,23 @@ def test_required_secrets_stop_compose_when_missing() -> None:
     env["SECRET_KEY"] = ""
     with pytest.raises(ValueError, match="SECRET_KEY"):
         walk_strings(raw_compose(), lambda s: interpolate_text(s, env))
+
+
+def test_history_purge_runs_the_purge_command_on_a_schedule() -> None:
+    service = services()["history-purge"]
+    env = environment(service)
+    loop = (ROOT / "scripts" / "purge_loop.sh").read_text()
+
+    assert service["image"] == services()["api"]["image"]
+    assert service["entrypoint"][-1] == "/app/scripts/purge_loop.sh"
+    assert "flask --app control_api purge-history" in loop and "PURGE_INTERVAL_SECONDS" in loop
+    assert int(env["HISTORY_RETENTION_DAYS"]) >= 1 and int(env["PURGE_INTERVAL_SECONDS"]) >= 60
+    assert env["DATABASE_URL"] == environment(services()["api"])["DATABASE_URL"]
+    assert set(service["depends_on"]) == {"api"}  # the api applies the migrations
+    # The placeholder check baked into the api image (its own entrypoint runs the same one).
+    assert service["entrypoint"][:2] == ["/bin/sh", "/opt/deploy/refuse-placeholders.sh"]
+    assert "scripts/purge_loop.sh" in (DOCKER / "api.Dockerfile").read_text()
+    assert set(env) - {"PURGE_INTERVAL_SECONDS"} <= app_env_names() | {"LOG_FORMAT"}
 
 
 def test_services_receiving_secrets_refuse_placeholders() -> None:
