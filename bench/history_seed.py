@@ -111,7 +111,14 @@ def seed_history(rows: int, days: float = 30.0) -> float:
 
 def refresh_statistics() -> None:
     """Planner statistics (and on PostgreSQL the visibility map) for the history tables."""
-    tables = (History.__tablename__, HistoryRollup.__tablename__)
+    tables = (
+        History.__tablename__,
+        HistoryRollup.__tablename__,
+        "history_series",
+        "history_latency",
+        "history_classes",
+        "history_users",
+    )
     if dialect_name() == "postgresql":
         # VACUUM cannot run inside a transaction.
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

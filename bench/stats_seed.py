@@ -5,7 +5,8 @@ only where there are no migrations yet). The rows come from ``bench.history_seed
 generated in the database, 30 days of traffic, the hourly rollup rebuilt, planner statistics refreshed).
 ``GET /stats`` is then timed through the real Flask app (its test client: routing, admin JWT check, the
 queries, JSON) - the median of several calls after one warm-up call - for all time and for a 7-day window
-with unaligned edges (raw-row edges plus the rollup in between).
+with unaligned edges (raw-row edges plus the rollup in between); then ``GET /stats/timeseries`` with its
+default ranges: 60 one-minute, 48 one-hour and 30 one-day buckets.
 
 PostgreSQL gets a fresh database ``bench_<random>`` on ``--pg-url``'s server that is dropped afterwards.
 
@@ -83,18 +84,20 @@ def admin_headers(app: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def time_stats(app: Any, headers: dict[str, str], query: str, calls: int = TIMED_CALLS) -> dict[str, Any]:
-    """Median/min/max ms of GET /stats{query} through the app, after one warm-up call."""
+def time_stats(
+    app: Any, headers: dict[str, str], query: str, calls: int = TIMED_CALLS, path: str = "/stats"
+) -> dict[str, Any]:
+    """Median/min/max ms of GET {path}{query} through the app, after one warm-up call."""
     client = app.test_client()
-    first = client.get(f"/stats{query}", headers=headers)
+    first = client.get(f"{path}{query}", headers=headers)
     if first.status_code != 200:
         raise RuntimeError(
-            f"GET /stats{query}: HTTP {first.status_code}: {first.get_data(as_text=True)[:500]}"
+            f"GET {path}{query}: HTTP {first.status_code}: {first.get_data(as_text=True)[:500]}"
         )
     times = []
     for _ in range(calls):
         t0 = time.perf_counter()
-        resp = client.get(f"/stats{query}", headers=headers)
+        resp = client.get(f"{path}{query}", headers=headers)
         times.append((time.perf_counter() - t0) * 1000.0)
         resp.close()
     body = first.get_json()
@@ -141,13 +144,17 @@ def run(backend: str, rows: int, work: Path, pg_url: str = PG_URL) -> dict[str, 
         headers = admin_headers(app)
         all_time = time_stats(app, headers, "")
         window = time_stats(app, headers, _window_query())
+        series = {
+            f"timeseries_{bucket}": time_stats(app, headers, f"?bucket={bucket}", path="/stats/timeseries")
+            for bucket in ("1m", "1h", "1d")
+        }
         with app.app_context():
             from control_api.extensions import db
 
             db.engine.dispose()  # so the database can be dropped
     if all_time["total_requests"] not in (None, rows):
         raise RuntimeError(f"/stats counted {all_time['total_requests']} rows, seeded {rows}")
-    return {"rows": rows, "seed_s": seed_s, **all_time, "window_7d": window}
+    return {"rows": rows, "seed_s": seed_s, **all_time, "window_7d": window, **series}
 
 
 def main(argv: list[str] | None = None) -> int:

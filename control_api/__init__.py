@@ -17,8 +17,8 @@ from typing import Any
 from apiflask import APIFlask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import api_docs, openapi
 from . import config as settings
-from . import openapi
 from .errors import register_error_handlers
 from .extensions import db, init_sqlite, jwt, migrate, torchserve
 from .ops.logs import configure_logging
@@ -43,6 +43,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     settings.finalize(config)
     app.config.update(config)
     openapi.configure(app)
+    api_docs.configure(app)
 
     if int(app.config["TRUSTED_PROXIES"]) > 0:
         # Behind N reverse proxies: the client address (per-IP limits, logs) from X-Forwarded-For.
@@ -62,6 +63,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     from .audit import routes as audit_routes
     from .auth import admins
     from .auth import routes as auth_routes
+    from .dashboard import routes as dashboard_routes
+    from .dashboard import session as dashboard_session
+    from .forward import capacity as forward_capacity
     from .forward import routes as forward_routes
     from .forward.uploads import UploadRequest
     from .me import routes as me_routes
@@ -70,12 +74,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     from .model_admin import reconciler, rollout_routes
     from .model_admin import routes as model_routes
     from .ops import health_routes, metrics_routes, request_tracking
+    from .records import retention
     from .records import routes as records_routes
     from .users import routes as users_routes
 
     app.request_class = UploadRequest
     request_tracking.init_app(app)  # first: every later hook, view and log line sees the request ID
     body_limits.init_app(app)
+    forward_capacity.init_app(app)
     blueprints = (
         auth_routes,
         me_routes,
@@ -88,10 +94,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
         audit_routes,
         users_routes,
     )
-    for module in (*blueprints, health_routes, metrics_routes):
+    for module in (*blueprints, health_routes, metrics_routes, api_docs, dashboard_routes):
         app.register_blueprint(module.bp)
+    dashboard_session.configure(app)
     rate_limits.init_app(app)  # after the views' modules are imported: it wraps their @rate_limited views
     app.cli.add_command(admins.create_admin_command)
+    app.cli.add_command(retention.purge_history_command)
     app.cli.add_command(reconciler.reconcile_command)
     admins.bootstrap_admin(app)
     return app

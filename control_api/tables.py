@@ -88,8 +88,9 @@ class History(db.Model):  # type: ignore[name-defined]
     __tablename__ = "history"
     __table_args__ = (
         # Newest-first listing and since/until ranges; processing_time makes it covering for the
-        # percentiles of a narrow time window (range scan, then sort a few rows).
-        sa.Index("ix_history_created_at", "created_at", "processing_time"),
+        # percentiles of a narrow time window (range scan, then sort a few rows), status_code for the
+        # percentiles of successes or failures only.
+        sa.Index("ix_history_created_at", "created_at", "processing_time", "status_code"),
         # The history filters, each followed by created_at for the newest-first order.
         sa.Index("ix_history_status_code_created_at", "status_code", "created_at"),
         sa.Index("ix_history_username_created_at", "username", "created_at"),
@@ -100,13 +101,14 @@ class History(db.Model):  # type: ignore[name-defined]
         # usage counts, so a user with many rows is summed from the index alone.
         sa.Index("ix_history_user_id_created_at", "user_id", "created_at", "status_code", "file_count"),
         # Percentiles: ORDER BY processing_time LIMIT 1 OFFSET k walks this index; created_at and the
-        # model columns make it covering for the since/until (and per-model) filters.
+        # model columns and status_code make it covering for the since/until, per-model and status filters.
         sa.Index(
             "ix_history_processing_time",
             "processing_time",
             "created_at",
             "model_name",
             "model_version",
+            "status_code",
         ),
     )
 

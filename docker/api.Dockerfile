@@ -44,7 +44,7 @@ COPY --from=venv /opt/venv /opt/venv
 WORKDIR /app
 COPY control_api/ control_api/
 COPY migrations/ migrations/
-COPY --chmod=0755 scripts/boot.sh scripts/boot.sh
+COPY --chmod=0755 scripts/boot.sh scripts/purge_loop.sh scripts/
 COPY docker/healthcheck.py docker/refuse-placeholders.sh /opt/deploy/
 COPY --chmod=0755 docker/api-entrypoint.sh /usr/local/bin/api-entrypoint
 

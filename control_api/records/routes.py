@@ -15,30 +15,47 @@ from ..auth.guards import ADMIN_ERRORS, admin_required
 from ..errors import APIError
 from ..pagination import newest_first
 from ..tables import History
+from .export import csv_response, wants_csv
 from .filters import history_filters
 from .schemas import (
     AdminTokenHeader,
     DeletedOut,
     DeleteQuery,
+    HistoryListQuery,
     HistoryPage,
-    HistoryQuery,
     StatsOut,
     StatsQuery,
+    TimeseriesOut,
+    TimeseriesQuery,
 )
 from .stats import compute_stats
+from .timeseries import MAX_POINTS, timeseries
 from .writes import delete_history
 
 bp = APIBlueprint("history", __name__, tag="History")
 
 
 @bp.get("/history")
-@bp.doc(summary="Read the request history, newest first", security="BearerAuth", responses=ADMIN_ERRORS)
+@bp.doc(
+    summary="Read the request history, newest first (JSON pages or a CSV export)",
+    security="BearerAuth",
+    responses={
+        **ADMIN_ERRORS,
+        422: "Bad filters, or a CSV export of more than HISTORY_EXPORT_MAX_ROWS rows (export_too_large)",
+    },
+)
 @admin_required
-@bp.input(HistoryQuery, location="query", unknown=RAISE)
-@bp.output(HistoryPage)
-def list_history(query_data: dict[str, Any]) -> dict[str, Any]:
-    """Filters combine; `since` is inclusive and `until` exclusive."""
-    return newest_first(History, history_filters(query_data), query_data)
+@bp.input(HistoryListQuery, location="query", unknown=RAISE)
+@bp.output(HistoryPage, content_type="application/json")
+def list_history(query_data: dict[str, Any]) -> Any:
+    """Filters combine; `since` is inclusive and `until` exclusive.
+
+    With `format=csv` or `Accept: text/csv`: every matching row as a streamed CSV file (`text/csv`, one
+    header line, `result` as JSON), at most HISTORY_EXPORT_MAX_ROWS rows (1,000,000 by default)."""
+    where = history_filters(query_data)
+    if wants_csv(query_data):
+        return csv_response(where)
+    return newest_first(History, where, query_data)
 
 
 @bp.delete("/history")
@@ -74,9 +91,43 @@ def clear_history(headers_data: dict[str, Any], query_data: dict[str, Any]) -> d
 @bp.input(StatsQuery, location="query", unknown=RAISE)
 @bp.output(StatsOut)
 def stats(query_data: dict[str, Any]) -> dict[str, Any]:
-    """Totals, error rate, latency percentiles, input sizes, status codes and per-model-version counts.
+    """Totals, error rate, latency percentiles, input sizes, status codes, per-model-version counts, the
+    top-1 class distribution and the usage per user.
 
-    `model` and `version` narrow it all to one model version (compare two versions with two calls)."""
+    `model` and `version` narrow it all to one model version (compare two versions with two calls).
+    Latency percentiles are nearest-rank over the successful requests (`status=ok`, the default), the
+    failed ones (`error`) or all; the answer says which."""
     return compute_stats(
-        query_data.get("since"), query_data.get("until"), query_data.get("model"), query_data.get("version")
+        query_data.get("since"),
+        query_data.get("until"),
+        query_data.get("model"),
+        query_data.get("version"),
+        query_data["status"],
+    )
+
+
+@bp.get("/stats/timeseries")
+@bp.doc(
+    summary="Request statistics over time",
+    security="BearerAuth",
+    responses={
+        **ADMIN_ERRORS,
+        422: f"Unknown bucket, since after until, or over {MAX_POINTS} buckets (range_too_large)",
+    },
+)
+@admin_required
+@bp.input(TimeseriesQuery, location="query", unknown=RAISE)
+@bp.output(TimeseriesOut)
+def stats_timeseries(query_data: dict[str, Any]) -> dict[str, Any]:
+    """Per bucket (`1m`, `1h`, `1d`): requests, errors, images, p50/p95/p99 latency of the successful
+    requests (from a histogram: within 2.5 %), and the split per model version.
+
+    The range is widened to whole buckets; without `since`/`until` it is the last 60 minutes, 48 hours or
+    30 days, up to the current bucket. Buckets without requests are there with zeros."""
+    return timeseries(
+        query_data["bucket"],
+        query_data.get("since"),
+        query_data.get("until"),
+        query_data.get("model"),
+        query_data.get("version"),
     )

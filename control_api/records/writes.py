@@ -14,6 +14,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..extensions import db
 from ..tables import History, HistoryRollup
+from . import rollup_writes
 
 HOUR = timedelta(hours=1)
 # On the table, not the ORM class: skips the ORM bulk-insert layer (a third of the insert's CPU).
@@ -104,6 +105,7 @@ def record(row: Mapping[str, Any]) -> None:
     try:
         session.execute(_HISTORY_INSERT, row)
         session.execute(_rollup_upsert(dialect_name()), _rollup_values(row))
+        rollup_writes.fold(row)
         session.commit()
     except Exception:
         session.rollback()
@@ -118,10 +120,14 @@ def _hour_expr() -> Any:
 
 
 def rebuild_rollups(start: datetime | None = None, end: datetime | None = None) -> None:
-    """Recompute the rollup buckets in [start, end) (hour-aligned) from the history rows.
+    """Recompute the rollups of [start, end) (hour-aligned) from the history rows, in the caller's
+    transaction: after bulk loads, and in migrations. ``rollup_writes``' buckets overlapping it too."""
+    _rebuild_hourly(start, end)
+    rollup_writes.rebuild(start, end)
 
-    Runs in the caller's transaction. Used after deleting rows, and after bulk loads.
-    """
+
+def _rebuild_hourly(start: datetime | None, end: datetime | None) -> None:
+    """Recompute the hourly ``history_rollup`` buckets in [start, end) (hour-aligned) from the rows."""
     bucket_filter = []
     row_filter = []
     if start is not None:
@@ -197,12 +203,14 @@ def delete_history(before: datetime | None) -> int:
         if before is None:
             deleted = _rowcount(session.execute(sa.delete(History)))
             session.execute(sa.delete(HistoryRollup))
+            rollup_writes.forget_before(None)
         else:
             deleted = _rowcount(session.execute(sa.delete(History).where(History.created_at < before)))
             boundary = hour_floor(before)
             session.execute(sa.delete(HistoryRollup).where(HistoryRollup.bucket < boundary))
             if boundary != before:
-                rebuild_rollups(boundary, boundary + HOUR)
+                _rebuild_hourly(boundary, boundary + HOUR)
+            rollup_writes.forget_before(before)
         session.commit()
     except Exception:
         session.rollback()

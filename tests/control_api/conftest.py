@@ -33,6 +33,10 @@ PASSWORD = "correct horse battery"
 TABLES = (
     "audit_log",
     "history_rollup",
+    "history_series",
+    "history_latency",
+    "history_classes",
+    "history_users",
     "history",
     "users",
     "model_archives",

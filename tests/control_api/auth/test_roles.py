@@ -23,7 +23,14 @@ PUBLIC = {
     ("/openapi.json", "GET"),
     ("/docs", "GET"),
     ("/docs/oauth2-redirect", "GET"),
+    ("/redoc", "GET"),
+    ("/dashboard/login", "GET"),
+    ("/dashboard/login", "POST"),  # a wrong or non-admin login is an HTML page, 401/403
+    ("/dashboard/logout", "POST"),
 }
+# HTML pages with their own sign-in (a cookie; anonymous: redirected to the login form, non-admin: a 403
+# page): tests/control_api/dashboard/.
+DASHBOARD = {("/dashboard", "GET")}
 # Any signed-in user.
 USER = {
     ("/forward", "POST"),
@@ -85,7 +92,7 @@ def test_every_endpoint_enforces_its_role(live_app) -> None:
     endpoints = _endpoints(live_app)
     seen = {(rule, method) for rule, method, _ in endpoints}
     assert seen >= PUBLIC and seen >= USER, "a public or user endpoint disappeared: update the lists"
-    admin_only = seen - PUBLIC - USER
+    admin_only = seen - PUBLIC - USER - DASHBOARD
     assert {("/history", "GET"), ("/history", "DELETE"), ("/stats", "GET"), ("/audit", "GET")} <= admin_only
     assert {
         ("/models", "POST"),
@@ -99,7 +106,11 @@ def test_every_endpoint_enforces_its_role(live_app) -> None:
     problems = []
     for rule, method, url in endpoints:
         got = {who: _call(client, method, url, headers).status_code for who, headers in callers.items()}
-        if (rule, method) in PUBLIC:
+        if (rule, method) in DASHBOARD:
+            ok = all(status == 302 for status in got.values())  # no cookie, whatever the header says
+        elif (rule, method) == ("/dashboard/login", "POST"):
+            ok = all(status in (200, 401) for status in got.values())  # empty form: wrong credentials
+        elif (rule, method) in PUBLIC:
             ok = all(status not in (401, 403) for status in got.values())
         elif (rule, method) in USER:
             ok = got["anonymous"] == 401 and got["user"] not in (401, 403) and got["admin"] not in (401, 403)

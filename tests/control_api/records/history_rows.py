@@ -47,13 +47,17 @@ def make_rows(app, count: int, start: datetime, span: timedelta, seed: int = 7) 
     return rows
 
 
-def brute_stats(rows: list[dict[str, Any]], since: datetime | None, until: datetime | None) -> dict[str, Any]:
+def brute_stats(
+    rows: list[dict[str, Any]], since: datetime | None, until: datetime | None, status: str = "ok"
+) -> dict[str, Any]:
+    """/stats by brute force; the latency figures over the ``status`` rows (ok: below 400, error, all)."""
     chosen = [
         r
         for r in rows
         if (since is None or r["created_at"] >= since) and (until is None or r["created_at"] < until)
     ]
-    times = sorted(r["processing_time"] for r in chosen)
+    timed = [r for r in chosen if status == "all" or (r["status_code"] < 400) == (status == "ok")]
+    times = sorted(r["processing_time"] for r in timed)
 
     def rank(p: float) -> float | None:
         return times[min(max(math.ceil(p * len(times)), 1), len(times)) - 1] if times else None
