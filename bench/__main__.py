@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): measure every path in one run and write bench/results/.
 
 Order, one server stack at a time, so that each has the machine to itself:
-1. (a) the model alone, fp32 then bf16, each in its own process;
+1. (a) the model alone, PyTorch fp32 then bf16 (channels_last, batch sweep), then ONNX Runtime fp32 and
+   OpenVINO bf16 from the same weights, each in its own process;
 2. the 12 MP decode + resize micro-bench (the handler's pure functions), in its own process;
 3. (b) TorchServe + the stock ``image_classifier`` handler: start, measure, stop;
 4. (c) TorchServe + our handler (fp32): start, measure; then (d) the control API in front of that same
@@ -38,6 +39,8 @@ from bench.torchserve import REPO
 
 RESULTS_DIR = REPO / "bench" / "results"
 ALL_STEPS = ("alone", "decode", "stock", "ours", "cli", "fast", "stats")
+# OpenMP's idle-thread behaviour: spinning threads in a TorchServe worker take the core the API needs.
+THREAD_KNOBS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0", "GOMP_SPINCOUNT": "0"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,7 +65,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", default=",".join(ALL_STEPS), help=f"subset of {','.join(ALL_STEPS)}")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory (default bench/results)")
     p.add_argument("--keep-temp", action="store_true", help="keep the temp dir (server logs) for inspection")
+    p.add_argument(
+        "--runtimes",
+        default="onnxruntime,openvino",
+        help="other runtimes timed in (a) next to PyTorch: onnxruntime (fp32), openvino (bf16); '' for none",
+    )
+    p.add_argument(
+        "--compile-mode",
+        choices=("aot", "jit"),
+        default="aot",
+        help="(c)/(d) archives compiled at build (aot, what make run serves) or at worker start (jit)",
+    )
+    p.add_argument("--ts-cpus", help="pin TorchServe (frontend and workers) to these CPUs, e.g. 1 or 0-3")
+    p.add_argument("--api-cpus", help="pin the control API (gunicorn) to these CPUs, e.g. 0")
+    for knob, example in THREAD_KNOBS.items():
+        p.add_argument(
+            f"--{knob.lower().replace('_', '-')}",
+            dest=knob,
+            help=f"set {knob} for every server and model process (e.g. {example}); unset by default",
+        )
     args = p.parse_args(argv)
+    args.runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
     q = args.quick
     args.duration = args.duration or (3.0 if q else 20.0)
     args.duration_c1 = args.duration_c1 or (2.0 if q else 10.0)
@@ -82,8 +105,18 @@ def run_mode(args: argparse.Namespace) -> str:
     if args.quick:
         return "quick"
     defaults = parse_args([])
-    measured = ("steps", "duration", "duration_c1", "warmup", "server_warmup", "stats_rows")
+    measured = ["steps", "duration", "duration_c1", "warmup", "server_warmup", "stats_rows", "runtimes"]
+    measured += ["ts_cpus", "api_cpus", "compile_mode", *THREAD_KNOBS]
     return "full" if all(getattr(args, k) == getattr(defaults, k) for k in measured) else "custom"
+
+
+def apply_thread_knobs(args: argparse.Namespace) -> dict[str, str]:
+    """Export the thread knobs given (servers and model processes inherit them); what is set now."""
+    for knob in THREAD_KNOBS:
+        value = getattr(args, knob)
+        if value is not None:
+            os.environ[knob] = value
+    return {knob: os.environ[knob] for knob in THREAD_KNOBS if knob in os.environ}
 
 
 def meta(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
@@ -109,6 +142,8 @@ def meta(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
             "first; load generator in its own process"
         ),
         "loadavg_at_start": os.getloadavg(),
+        "thread_knobs": {knob: os.environ[knob] for knob in THREAD_KNOBS if knob in os.environ},
+        "affinity_options": {"ts_cpus": args.ts_cpus, "api_cpus": args.api_cpus},
     }
 
 
@@ -154,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return soak.main(argv[1:])
     args = parse_args(argv)
+    apply_thread_knobs(args)
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="bench_"))
     try:

@@ -93,7 +93,11 @@ def markdown(results: dict[str, Any]) -> str:
             "### Where the time goes (means per request; TS = TorchServe counters over the cell)",
             tables.breakdown_table(results),
         ),
-        ("### (a) Model alone: eager `model(x)`, images/s by batch size", tables.model_alone_table(results)),
+        ("### CPU-ms per request by process group (over the cell)", tables.cpu_table(results)),
+        (
+            "### (a) Model alone (PyTorch eager, channels_last; ONNX Runtime; OpenVINO), images/s by batch",
+            tables.model_alone_table(results),
+        ),
         ("### Decode + resize micro-bench (handler's pure functions)", tables.decode_table(results)),
         ("### GET /stats at scale", tables.stats_table(results)),
     ):

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench import process_cpu
 from bench.images import BenchImage
 from bench.loadgen import LoadSpec, proc_stat_busy
 from bench.torchserve import post_bytes
@@ -43,6 +44,7 @@ class Target:
     encode: Encoder = raw_body
     fields: list[str] = field(default_factory=list)  # response fields to average (see LoadSpec.fields)
     metrics_url: str | None = None  # TorchServe's Prometheus endpoint, for its queue/inference counters
+    cpu_roots: list[int] = field(default_factory=list)  # server pids whose trees' CPU time a cell reports
 
 
 QUIET_BUSY = 0.25  # share of all cores: above it something else is running (an idle server uses ~1 %)
@@ -190,10 +192,16 @@ def run_cell(
     busy_before = plan.gate.wait(log)
     load_before = os.getloadavg()[0]
     counters = scrape_torchserve(target.metrics_url) if target.metrics_url else None
+    cpu_before = process_cpu.cpu_seconds(target.cpu_roots)
     try:
         result = run_loadgen(spec_file)
     finally:
         spec_file.with_suffix(".body").unlink(missing_ok=True)
+    window = result.get("duration_s", 0.0)
+    measured_share = window / (window + plan.warmup_s) if window > 0 else 0.0
+    cpu_ms = process_cpu.per_request_ms(
+        cpu_before, process_cpu.cpu_seconds(target.cpu_roots), result.get("requests", 0), measured_share
+    )
     ts = (
         torchserve_breakdown(counters, scrape_torchserve(target.metrics_url))
         if target.metrics_url and counters
@@ -208,6 +216,7 @@ def run_cell(
         "busy_before": round(busy_before, 3),
         **result,
         "torchserve": ts,
+        "cpu_ms_per_request": cpu_ms if target.cpu_roots else {},
     }
 
 

@@ -17,10 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench import process_cpu
 from bench.checks import finalize
 from bench.images import bench_images
 from bench.runner import CellPlan, QuietGate, Target, paired_p50_difference, run_target
 from bench.torchserve import (
+    COMPILE_MODES,
     OUR_ARCHIVE_ARGS,
     REPO,
     build_our_archive,
@@ -30,6 +32,9 @@ from bench.torchserve import (
     serve,
 )
 from launcher.torchserve_process import TorchServe
+
+# The model-alone cells in runtimes other than PyTorch: what a user would run instead.
+OTHER_RUNTIMES = (("onnxruntime", "fp32"), ("openvino", "bf16"))
 
 
 def log(msg: str) -> None:
@@ -90,15 +95,33 @@ class Bench:
         return out
 
     def model_alone(self) -> None:
+        """(a): PyTorch eager fp32 and bf16 (keys "fp32", "bf16"), then the other runtimes' cells (keys
+        "onnxruntime fp32", "openvino bf16"), each in its own process, same seeded weights and batch sizes."""
         seconds = "1" if self.args.quick else "4"
-        sizes = "1,8" if self.args.quick else "1,4,8,16"
-        for precision in ("fp32", "bf16"):
+        sizes = "1,8" if self.args.quick else "1,4,8,16,32"
+        cells: list[tuple[str, str, tuple[str, ...]]] = [
+            ("fp32", "bench.model_alone", ()),
+            ("bf16", "bench.model_alone", ()),
+        ]
+        cells += [
+            (f"{runtime} {precision}", "bench.runtimes", ("--runtime", runtime))
+            for runtime, precision in OTHER_RUNTIMES
+            if runtime in self.args.runtimes
+        ]
+        for key, module, extra in cells:
+            precision = key.split()[-1]
             busy = self.gate.wait(log)
-            res = run_json_module(
-                "bench.model_alone", "--precision", precision, "--batch-sizes", sizes, "--seconds", seconds
-            )
-            self.results["model_alone"][precision] = {**res, "busy_before": round(busy, 3)}
-            log(f"  (a) {precision}: {res['images_per_s']:.2f} img/s at batch {res['best_batch_size']}")
+            try:
+                res = run_json_module(
+                    module, *extra, "--precision", precision, "--batch-sizes", sizes, "--seconds", seconds
+                )
+            except (
+                RuntimeError
+            ) as exc:  # one runtime's failure (not installed, no export) loses only its cell
+                self.results["errors"].append(f"(a) {key}: {exc}"[:2000])
+                continue
+            self.results["model_alone"][key] = {**res, "busy_before": round(busy, 3)}
+            log(f"  (a) {key}: {res['images_per_s']:.2f} img/s at batch {res['best_batch_size']}")
 
     def decode(self) -> None:
         repeats = "5" if self.args.quick else "15"
@@ -115,17 +138,21 @@ class Bench:
             self._record_server("b_fp32", ts)
             target = Target("b", "fp32", "(b) stock, 1 worker", predict_url(ts), inference_headers(ts))
             target.metrics_url = ts.metrics_url
+            target.cpu_roots = [ts.process.pid]
             self.measure(target)
 
     def ours(self, precision: str) -> None:
         store = self.tmp / f"store_{precision}"
-        archive = build_our_archive(store, precision)
+        archive = build_our_archive(store, precision, compile_mode=self.args.compile_mode)
         with serve(self.tmp / f"ts_{precision}", store, archive) as ts:
             self._record_server(f"c_{precision}", ts)
-            self.results["servers"][f"c_{precision}"]["builder_args"] = " ".join(OUR_ARCHIVE_ARGS)
+            builder_args = [*OUR_ARCHIVE_ARGS, *COMPILE_MODES[self.args.compile_mode]]
+            self.results["servers"][f"c_{precision}"]["builder_args"] = " ".join(builder_args)
             target = Target("c", precision, f"(c) ours {precision}", predict_url(ts), inference_headers(ts))
             target.fields = ["timings_ms.preprocess", "timings_ms.inference"]
             target.metrics_url = ts.metrics_url
+            target.cpu_roots = [ts.process.pid]
+            self._place(ts.process.pid, self.args.ts_cpus)
             self.measure(target)
             self.full_stack(ts, target)
 
@@ -142,6 +169,8 @@ class Bench:
             self.results["servers"][f"d_{precision}"] = server.describe()
             target = api.api_target(server, precision)
             target.metrics_url = ts.metrics_url
+            target.cpu_roots = [ts.process.pid, server.proc.pid]
+            self._place(server.proc.pid, self.args.api_cpus)
             self.measure(target)
             if precision == "fp32":
                 self.api_added(direct, target)
@@ -176,6 +205,12 @@ class Bench:
                 res = stats_seed.run(backend, self.args.stats_rows, self.tmp / "stats")
                 self.results["stats"][backend] = res
                 log(f"  /stats {backend}: median {res['median_ms']:.1f} ms over {res['rows']:,} rows")
+
+    def _place(self, root: int, cpus: str | None) -> None:
+        """Pin a server's process tree to ``cpus`` (the --ts-cpus / --api-cpus options), when given."""
+        if cpus:
+            threads = process_cpu.pin(root, process_cpu.parse_cpus(cpus))
+            self.results["meta"].setdefault("affinity", {})[str(root)] = {"cpus": cpus, "threads": threads}
 
     def _record_server(self, key: str, ts: TorchServe) -> None:
         desc = ts.describe()[0]

@@ -111,6 +111,20 @@ def breakdown_table(results: dict[str, Any]) -> str:
     return _cell_table(results, columns, values)
 
 
+def cpu_table(results: dict[str, Any]) -> str:
+    """Per cell: CPU-ms per request of each process group (the API, TorchServe's frontend, its workers)."""
+    if not any(cell.get("cpu_ms_per_request") for cell in results.get("cells", [])):
+        return ""
+
+    def values(cell: dict[str, Any]) -> list[str]:
+        cpu = cell.get("cpu_ms_per_request") or {}
+        groups = [cpu.get(group) for group in ("api", "frontend", "workers")]
+        total = sum(v for v in groups if v is not None) if cpu else None
+        return [_fmt(v, 1) for v in (*groups, total)]
+
+    return _cell_table(results, ["API", "TS frontend", "TS workers", "all"], values)
+
+
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.0f}%"
 
@@ -149,13 +163,15 @@ def model_alone_table(results: dict[str, Any]) -> str:
     alone = results.get("model_alone", {})
     if not alone:
         return ""
-    lines = ["| Precision | " + " | ".join(f"batch {r['batch_size']}" for r in _first(alone)) + " | Best |"]
+    lines = ["| Runtime | " + " | ".join(f"batch {r['batch_size']}" for r in _first(alone)) + " | Best |"]
     lines.append("|---" * (len(_first(alone)) + 2) + "|")
-    for precision, res in alone.items():
+    for key, res in alone.items():
         cells = " | ".join(f"{r['images_per_s']:.2f}" for r in res["by_batch_size"])
-        lines.append(
-            f"| {precision} | {cells} | {res['images_per_s']:.2f} (batch {res['best_batch_size']}) |"
-        )
+        name = key if " " in key else f"PyTorch {key}"
+        used = res.get("precision_used")
+        if used and used != res.get("precision"):
+            name += f" (ran {used})"
+        lines.append(f"| {name} | {cells} | {res['images_per_s']:.2f} (batch {res['best_batch_size']}) |")
     return "\n".join(lines)
 
 

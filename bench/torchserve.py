@@ -101,25 +101,28 @@ def build_stock_archive(work: Path, export: Path, seed: int = 0) -> str:
 
 
 # Builder options the bench serves (c)/(d) with, on top of the builder's defaults (see README Performance):
-# - torch.compile (inductor): faster batches; the builder leaves it off by default because every worker
-#   start then compiles for over a minute (tests, rollouts);
+# - compiled (inductor): faster batches. ``COMPILE_MODES``: "aot" compiles at build (AOTInductor, what
+#   `make run` serves), "jit" is torch.compile at every worker start (over a minute each, static shapes);
 # - two workers of one thread each, batches of 4: one worker's batch runs while the other's results go
 #   back and its next batch comes in, time that a single worker spends idle. The price is latency at one
 #   client: a batch runs on one core.
 # maxBatchDelay stays at the builder's 20 ms: behind the API, requests reach TorchServe spread out, and a
 # shorter delay gives (d) smaller batches.
-OUR_ARCHIVE_ARGS = ("--compile", "--workers", "2", "--batch-size", "4")
+OUR_ARCHIVE_ARGS = ("--workers", "2", "--batch-size", "4")
+COMPILE_MODES = {"aot": ("--aot",), "jit": ("--compile",)}
 
 
-def build_our_archive(export: Path, precision: str = "fp32", extra_args: list[str] | None = None) -> str:
-    """Build our archive with the project's builder (seeded random weights, ``OUR_ARCHIVE_ARGS``); returns
-    its file name."""
+def build_our_archive(
+    export: Path, precision: str = "fp32", extra_args: list[str] | None = None, compile_mode: str = "aot"
+) -> str:
+    """Build our archive with the project's builder (seeded random weights, ``OUR_ARCHIVE_ARGS``, compiled
+    as ``compile_mode`` says); returns its file name."""
     name = "resnet50" if precision == "fp32" else f"resnet50_{precision}"
     export.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "handlers.build_archive", "--random-weights", "--seed", "0",
         "--precision", precision, "--export-path", str(export), "--archive-name", name, "--force",
-        *OUR_ARCHIVE_ARGS, *(extra_args or []),
+        *OUR_ARCHIVE_ARGS, *COMPILE_MODES[compile_mode], *(extra_args or []),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, cwd=REPO)
     return f"{name}.mar"

@@ -13,7 +13,6 @@ handler's defaults (``classifier_config``) fill the ``handler:`` section.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,16 +28,15 @@ from typing import Any
 import torch
 import yaml
 
+import archive_compile
+from archive_packaging import HANDLER_FILE, HANDLERS_DIR, package
 from archive_weights import UNTRAINED_SUFFIX, BuildError, check_weights_fit, resolve_weights, sha256_of
-from classifier_config import DEFAULT_CONFIG, IMAGENET_MEAN, IMAGENET_STD, PRECISIONS
+from classifier_config import DEFAULT_CONFIG, IMAGENET_MEAN, IMAGENET_STD, PRECISIONS, usable_cores
+from classifier_cpu import cpu_flags
 from classifier_model import model_class
 
 log = logging.getLogger("build_archive")
 
-HANDLERS_DIR = Path(__file__).resolve().parent
-HANDLER_FILE = HANDLERS_DIR / "classifier_handler.py"
-# The handler and the sibling modules it imports; TorchServe finds them next to it in the model directory.
-HANDLER_FILES = tuple(sorted(HANDLERS_DIR.glob("classifier_*.py")))
 # The EfficientNet-Lite checkpoints were trained in TF with inputs scaled as (x - 127) / 128.
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
@@ -59,6 +57,8 @@ ARCHS: dict[str, ArchSpec] = {
     "resnet50": ArchSpec(HANDLERS_DIR / "resnet50.py", IMAGENET_MEAN, IMAGENET_STD),
     "efficientnet_lite0": ArchSpec(HANDLERS_DIR / "efficientnet_lite0.py", LITE_MEAN, LITE_STD),
 }
+# Intra-op threads scale well to about four per batch of 8 images; past that, more workers serve more.
+CORES_PER_WORKER = 4
 # torchvision's ResNet50 weights: V2 is more accurate but was evaluated with a 232 px resize.
 RESNET50_VARIANT_RESIZE = {"IMAGENET1K_V1": 256, "IMAGENET1K_V2": 232}
 
@@ -74,6 +74,16 @@ class BuildResult:
     trained: bool
     seconds: float
     model_config: dict[str, Any] = field(default_factory=dict)
+
+
+def workers_arg(value: str) -> int:
+    """--workers: a count, or ``auto``: one worker per ``CORES_PER_WORKER`` usable cores (at least one)."""
+    if value == "auto":
+        return max(1, usable_cores() // CORES_PER_WORKER)
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a worker count: {value!r}") from None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -102,7 +112,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-batch-delay", type=int, default=20, help="TorchServe maxBatchDelay, ms (%(default)s)"
     )
-    p.add_argument("--workers", type=int, default=1, help="TorchServe min/maxWorkers (%(default)s)")
+    p.add_argument(
+        "--workers",
+        type=workers_arg,
+        default=1,
+        help="TorchServe min/maxWorkers (%(default)s); auto: one per 4 usable cores, each with its share of "
+        "torch threads",
+    )
     p.add_argument(
         "--response-timeout", type=int, default=120, help="TorchServe responseTimeout, s (%(default)s)"
     )
@@ -111,7 +127,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         help="TorchServe startupTimeout, s: worker load time allowed (120; 600 with --compile)",
     )
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="inference precision (fp32)")
+    p.add_argument(
+        "--precision",
+        choices=(*PRECISIONS, "auto"),
+        default="fp32",
+        help="inference precision (fp32); int8 is quantized and compiled ahead of time; auto: the fastest "
+        "this CPU supports (bf16 with native bf16, else int8 with VNNI, else fp32)",
+    )
+    archive_compile.add_options(p)
     p.add_argument(
         "--compile",
         action="store_true",
@@ -131,6 +154,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-download", action="store_true", help="never try the network")
     p.add_argument("--force", action="store_true", help="overwrite an existing archive")
     args = p.parse_args(argv)
+    args.precision, args.precision_reason = archive_compile.resolve_precision(args.precision, cpu_flags())
+    args.aot = args.aot or args.precision == "int8"
     if args.startup_timeout is None:
         args.startup_timeout = 600 if args.compile else 120
     for name in (
@@ -174,50 +199,10 @@ def model_config(args: argparse.Namespace, spec: ArchSpec) -> dict[str, Any]:
             "precision": args.precision,
             "max_image_pixels": args.max_image_pixels,
             "compile": args.compile,
+            "aot_package": None,
+            "aot_isa": [],
         },
     }
-
-
-@contextlib.contextmanager
-def private_tempdir(path: Path) -> Iterator[None]:
-    """model_archiver stages files in <tempdir>/<model name> and deletes it first: give it our own tempdir
-    so two builds of the same model (make archive during a test run) cannot clobber each other."""
-    previous = tempfile.tempdir
-    tempfile.tempdir = str(path)
-    try:
-        yield
-    finally:
-        tempfile.tempdir = previous
-
-
-def package(work: Path, args: argparse.Namespace, spec: ArchSpec, version: str, serialized: Path) -> Path:
-    """Run model_archiver on the staged files; returns the .mar inside ``work``."""
-    from model_archiver.model_archiver_config import ModelArchiverConfig
-    from model_archiver.model_packaging import package_model
-    from model_archiver.model_packaging_utils import ModelExportUtils
-
-    out_dir = work / "out"
-    out_dir.mkdir()
-    config = ModelArchiverConfig(
-        model_name=args.model_name,
-        handler=str(HANDLER_FILE),
-        version=version,
-        serialized_file=str(serialized),
-        model_file=str(spec.model_file),
-        extra_files=",".join(
-            [str(work / n) for n in ("index_to_name.json", "build_info.json")]
-            + [str(path) for path in HANDLER_FILES if path != HANDLER_FILE]
-        ),
-        export_path=str(out_dir),
-        # Stored, not deflated: weights barely compress, and deflating them costs seconds per build.
-        archive_format="zip-store",
-        config_file=str(work / "model-config.yaml"),
-    )
-    staging = work / "staging"
-    staging.mkdir()
-    with private_tempdir(staging):
-        package_model(config, manifest=ModelExportUtils.generate_manifest_json(config))
-    return out_dir / f"{args.model_name}.mar"
 
 
 def build(args: argparse.Namespace) -> BuildResult:
@@ -246,6 +231,12 @@ def build(args: argparse.Namespace) -> BuildResult:
         serialized = work / f"{args.arch}.pth"
         torch.save(weights.state_dict, serialized)
         (work / "index_to_name.json").write_text(json.dumps(imagenet_labels(), indent=0))
+        extra, compiled = [], None
+        if args.aot:
+            aot_file, compiled = archive_compile.compile_into(
+                work, cls, weights.state_dict, args, cfg["handler"], args.batch_size
+            )
+            extra.append(aot_file)
         (work / "model-config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         info = {
             "arch": args.arch,
@@ -254,11 +245,13 @@ def build(args: argparse.Namespace) -> BuildResult:
             "weights_source": weights.source,
             "trained": weights.trained,
             "weights_sha256": sha256_of(serialized),
+            "precision": {"built": args.precision, "why": args.precision_reason},
+            "aot": compiled,
             "torch": torch.__version__,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (work / "build_info.json").write_text(json.dumps(info, indent=2))
-        built = package(work, args, spec, version, serialized)
+        built = package(work, args, spec.model_file, version, serialized, extra)
         os.replace(built, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -281,6 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"archive: {result.archive}")
     print(f"model:   {result.model_name} version {result.version}")
     print(f"weights: {result.weights_source}")
+    handler = result.model_config["handler"]
+    print(
+        f"serves:  {handler['precision']}"
+        + (f", compiled ahead of time ({handler['aot_package']})" if handler["aot_package"] else "")
+    )
     print(f"built in {result.seconds:.1f} s")
     return 0
 

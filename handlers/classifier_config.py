@@ -19,7 +19,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_SIZE = 256
 CROP_SIZE = 224
 MAX_IMAGE_PIXELS = 64_000_000
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "resize_size": RESIZE_SIZE,
@@ -27,11 +27,13 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "mean": list(IMAGENET_MEAN),
     "std": list(IMAGENET_STD),
     "max_image_pixels": MAX_IMAGE_PIXELS,
-    "precision": "fp32",  # fp32 | bf16 (autocast)
+    "precision": "fp32",  # fp32 | bf16 (autocast) | int8 (quantized at build; only as an AOT package)
     "default_top_k": 5,
     "max_top_k": 100,
     "torch_threads": None,  # None: usable cores // workers, at least 1
     "compile": False,
+    "aot_package": None,  # an AOTInductor package in the archive, compiled at build, served when it loads
+    "aot_isa": [],  # the CPU flags the package was built with: it is not loaded on a CPU that lacks one
     "channels_last": True,
     "fuse": True,  # fold BatchNorm into the preceding conv at load time (fewer passes over the activations)
     "preprocess_threads": None,  # None: as torch_threads; decodes/resizes a batch's rows in parallel
@@ -58,6 +60,13 @@ def load_handler_config(section: Mapping[str, Any] | None) -> dict[str, Any]:
     config["precision"] = str(config["precision"]).lower()
     if config["precision"] not in PRECISIONS:
         raise ValueError(f"handler.precision must be one of {PRECISIONS}")
+    if config["precision"] == "int8" and not config["aot_package"]:
+        raise ValueError("handler.precision int8 needs handler.aot_package (the quantized model)")
+    if not isinstance(config["aot_isa"], list | tuple) or not all(
+        isinstance(f, str) for f in config["aot_isa"]
+    ):
+        raise ValueError("handler.aot_isa must be a list of CPU flag names")
+    config["aot_isa"] = list(config["aot_isa"])
     for key in ("torch_threads", "preprocess_threads"):
         if config[key] is not None:
             config[key] = _positive_int(config, key)

@@ -9,9 +9,10 @@ instantiates the only class defined here, ``ImageClassifierHandler``. Its stages
   its own error (``classifier_errors.InputError``) and the others go on.
 - ``inference``: the good rows' uint8 batch in one forward pass of the served model (``classifier_model``:
   normalisation inside the module, BatchNorm folded into the convs, channels_last, optionally
-  ``torch.compile``) under ``torch.inference_mode()`` in fp32 or bf16 autocast; softmax in fp32; top-k.
-- ``postprocess``: one JSON object per row, a prediction or ``{"error", "message"}``; ``handle`` sets each
-  row's HTTP status.
+  ``torch.compile``) under ``torch.inference_mode()`` in fp32 or bf16 autocast, or the archive's
+  AOTInductor package (fp32, bf16 or int8, compiled at build); softmax in fp32; top-k.
+- ``postprocess``: one JSON object per row, a prediction (its ``model`` names the precision that served it)
+  or ``{"error", "message"}``; ``handle`` sets each row's HTTP status.
 
 The sibling modules ship in the archive next to this file. Settings come from model-config.yaml's
 ``handler:`` section (``classifier_config.DEFAULT_CONFIG``).
@@ -35,7 +36,15 @@ from ts.torch_handler.base_handler import BaseHandler
 from classifier_config import DEFAULT_CONFIG, default_torch_threads, load_handler_config, load_labels
 from classifier_errors import InputError
 from classifier_image import decode_image, resize_crop
-from classifier_model import ServedModel, autocast, compile_model, fuse_conv_bn, load_model, select_device
+from classifier_model import (
+    ServedModel,
+    autocast,
+    compile_model,
+    fuse_conv_bn,
+    load_aot_package,
+    load_model,
+    select_device,
+)
 from classifier_request import TOP_K_HEADER, extract_image_bytes, header_value, parse_top_k
 
 logger = logging.getLogger(__name__)
@@ -54,6 +63,8 @@ class ImageClassifierHandler(BaseHandler):
         self.model_name = ""
         self.model_version = ""
         self.pool: ThreadPoolExecutor | None = None  # parallel decode/resize; None: sequential
+        self.precision = "fp32"  # what serves (an int8 archive whose package cannot load serves fp32)
+        self.aot = False  # serving the archive's AOTInductor package
 
     # -- load ---------------------------------------------------------------------------------------------
 
@@ -85,7 +96,7 @@ class ImageClassifierHandler(BaseHandler):
         if cfg["channels_last"]:
             model = model.to(memory_format=torch.channels_last)
         model = ServedModel(model, cfg["mean"], cfg["std"], cfg["channels_last"]).to(self.device).eval()
-        self.model = compile_model(model) if cfg["compile"] else model
+        self._choose_model(model, Path(model_dir))
         labels_path = Path(model_dir) / "index_to_name.json"
         if labels_path.is_file():
             self.labels = load_labels(labels_path)
@@ -100,39 +111,54 @@ class ImageClassifierHandler(BaseHandler):
         if cfg["warmup"]:
             self._warmup(model, batch_size)
         self.initialized = True
+        settings = {k: cfg[k] for k in ("channels_last", "fuse", "compile")}
         logger.info(
-            "loaded %s %s on %s (threads %d, preprocess threads %d, %s, channels_last %s, fuse %s, "
-            "compile %s)",
-            self.model_name,
-            self.model_version,
-            self.device,
-            torch.get_num_threads(),
-            threads,
-            cfg["precision"],
-            cfg["channels_last"],
-            cfg["fuse"],
-            cfg["compile"],
+            "loaded %s %s on %s: %s%s, threads %d, preprocess threads %d, %s",
+            *(self.model_name, self.model_version, self.device, self.precision, " AOT" * self.aot),
+            *(torch.get_num_threads(), threads, settings),
         )
+
+    def _choose_model(self, eager_model: ServedModel, model_dir: Path) -> None:
+        """Serve the archive's AOT package where it loads, else the eager model (compiled when asked).
+
+        The package holds its own precision (bf16 casts, int8 kernels); without it, int8 falls back to fp32.
+        """
+        cfg = self.config
+        package = cfg["aot_package"]
+        compiled = load_aot_package(model_dir / package, cfg["aot_isa"], self.device) if package else None
+        self._serve(compiled if compiled is not None else eager_model, aot=compiled is not None)
+
+    def _serve(self, model: Any, aot: bool) -> None:
+        cfg = self.config
+        self.aot = aot
+        if aot:
+            self.model, self.precision = model, cfg["precision"]
+            return
+        self.precision = "fp32" if cfg["precision"] == "int8" else cfg["precision"]
+        if self.precision != cfg["precision"]:
+            logger.warning("serving the eager %s model instead of %s", self.precision, cfg["precision"])
+        self.model = compile_model(model) if cfg["compile"] else model
 
     def _warmup(self, eager_model: torch.nn.Module, max_batch: int) -> None:
         """Run dummy batches so the first requests pay no lazy initialisation (or compilation).
 
-        On GPU, and with ``compile`` (one static graph per size), every batch size up to TorchServe's
-        batch_size is run once, since the first call of each new size is slow there (kernel selection, a
-        compilation); on CPU in eager mode one batch of 1 is enough and cheaper. When compiling fails, the
-        eager model is served.
+        On GPU, with ``compile`` (one static graph per size) and with an AOT package (oneDNN sets up its
+        kernels for each new shape), every batch size up to TorchServe's batch_size is run once, since the
+        first call of each new size is slow there; on CPU in eager mode one batch of 1 is enough and cheaper.
+        When the compiled model fails, the eager one is served.
         """
         crop, k = self.config["crop_size"], self.config["max_top_k"]  # large k: loads topk's other kernels
-        every_size = self.device.type == "cuda" or self.config["compile"]
+        every_size = self.device.type == "cuda" or self.config["compile"] or self.aot
         sizes = range(1, min(max_batch, 64) + 1) if every_size else [1]
         try:
             for size in sizes:
                 self.inference(torch.zeros(size, crop, crop, 3, dtype=torch.uint8), k)
         except Exception:
-            if not self.config["compile"]:
+            if self.model is eager_model:
                 raise
-            logger.exception("torch.compile failed at warm-up; serving the eager model")
-            self.model = eager_model
+            logger.exception("the compiled model failed at warm-up; serving the eager model")
+            self.config = {**self.config, "compile": False}
+            self._serve(eager_model, aot=False)
             self.inference(torch.zeros(1, crop, crop, 3, dtype=torch.uint8), 1)
 
     # -- stages ---------------------------------------------------------------------------------------------
@@ -184,7 +210,8 @@ class ImageClassifierHandler(BaseHandler):
         """
         k = int(args[0]) if args else int(kwargs.get("k", self.config["default_top_k"]))
         x = data.to(self.device, non_blocking=True)
-        with torch.inference_mode(), autocast(self.device, self.config["precision"]):
+        # An AOT package holds its own casts; the eager model runs under the precision's autocast.
+        with torch.inference_mode(), autocast(self.device, "fp32" if self.aot else self.precision):
             logits = self.model(x)
         with torch.inference_mode():
             probabilities = logits.float().softmax(dim=1)
@@ -220,7 +247,11 @@ class ImageClassifierHandler(BaseHandler):
             ]
             outputs.append(
                 {
-                    "model": {"name": self.model_name, "version": self.model_version},
+                    "model": {
+                        "name": self.model_name,
+                        "version": self.model_version,
+                        "precision": self.precision,
+                    },
                     "predictions": predictions,
                     "image": state["image"],
                     "timings_ms": {

@@ -5,6 +5,9 @@ state_dict (checked by ``check_fits``, which the archive builder runs too, befor
 then folds BatchNorm into the convs (``fuse_conv_bn``), puts the weights in channels_last layout, wraps the
 network in ``ServedModel`` (normalisation of the uint8 batch inside the module) and optionally compiles it
 (``compile_model``). ``autocast`` gives the precision's context for the forward pass.
+
+An archive may also hold an AOTInductor package compiled at build time (fp32, bf16 or int8, see the builder's
+``archive_compile``); ``load_aot_package`` loads it, on a CPU with the instruction set it was built for.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any
 
 import torch
 from ts.utils.util import list_classes_from_module
+
+from classifier_cpu import cpu_flags, missing_flags
 
 logger = logging.getLogger(__name__)
 
@@ -137,3 +142,21 @@ def autocast(device: torch.device, precision: str) -> AbstractContextManager[Any
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def load_aot_package(path: Path, required_isa: Sequence[str], device: torch.device) -> Any | None:
+    """The AOTInductor package at ``path``, callable like ``ServedModel``; None (with a warning saying why)
+    where it cannot serve here: another device than the CPU, a CPU without the flags it was built with, or a
+    package this torch cannot load."""
+    if device.type != "cpu":
+        logger.warning("the AOT package %s is compiled for the CPU; serving eager on %s", path.name, device)
+        return None
+    missing = missing_flags(required_isa, cpu_flags())
+    if missing:
+        logger.warning("the AOT package %s needs CPU flags %s that this CPU lacks", path.name, missing)
+        return None
+    try:
+        return torch._inductor.aoti_load_package(str(path))
+    except Exception:
+        logger.warning("cannot load the AOT package %s", path.name, exc_info=True)
+        return None

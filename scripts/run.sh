@@ -34,7 +34,8 @@ TMPDIR="$TS_HOME/tmp" TEMP="$TS_HOME/tmp" LOG_LOCATION="$ROOT/logs/torchserve" \
   METRICS_LOCATION="$ROOT/logs/torchserve" "$BIN/python" -m launcher.supervise --name TorchServe \
   --cwd "$TS_HOME" --pidfile "$ROOT/instance/torchserve.supervisor.pid" \
   -- "$BIN/torchserve" --start --foreground --ncs --ts-config "$ROOT/config.properties" \
-  --model-store "$ROOT/model_store" >>logs/torchserve/console.log 2>&1 &
+  --model-store "$ROOT/model_store" --models "resnet50=${RUN_ARCHIVE:-resnet50.mar}" \
+  >>logs/torchserve/console.log 2>&1 &
 
 # /ping needs the inference key and says Healthy before the worker is up: wait for a READY worker instead.
 model_ready() {

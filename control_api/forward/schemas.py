@@ -55,6 +55,13 @@ class ForwardForm(StrictSchema):
 class ModelRef(Schema):
     name = String()
     version = String(allow_none=True)
+    precision = String(
+        metadata={
+            "description": "the precision that computed the answer: fp32, bf16 or int8 (an int8 archive "
+            "serves fp32 on a CPU its compiled model cannot run on)",
+            "enum": ["fp32", "bf16", "int8"],
+        }
+    )
 
 
 class PredictionOut(Schema):

@@ -109,7 +109,7 @@ class FakeTorchServe:
             for i in range(top_k)
         ]
         return 200, {
-            "model": {"name": model, "version": MODELS[model]},
+            "model": {"name": model, "version": MODELS[model], "precision": "fp32"},
             "predictions": predictions,
             "image": {"width": width, "height": height, "format": fmt},
             "timings_ms": {"preprocess": 1.0, "inference": 2.0},

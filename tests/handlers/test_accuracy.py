@@ -69,7 +69,7 @@ def test_pretrained_model_recognises_images(
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["model"] == {"name": MODEL, "version": "1.0"}
+    assert body["model"] == {"name": MODEL, "version": "1.0", "precision": "fp32"}
     assert body["image"] == {"width": pixels.shape[1], "height": pixels.shape[0], "format": fmt}
     top5 = [p["class_id"] for p in body["predictions"]]
     assert top5[0] in expected, body["predictions"]

@@ -20,6 +20,7 @@ EXPECTED_FILES = {
     "MAR-INF/MANIFEST.json",
     "classifier_handler.py",
     "classifier_config.py",
+    "classifier_cpu.py",
     "classifier_errors.py",
     "classifier_image.py",
     "classifier_model.py",
@@ -96,6 +97,8 @@ def test_random_weights_archive(tmp_path: Path, capsys: pytest.CaptureFixture[st
         "precision": "bf16",
         "max_image_pixels": 64_000_000,
         "compile": False,
+        "aot_package": None,
+        "aot_isa": [],
     }
     assert config["startupTimeout"] == 120
     assert info["trained"] is False and info["weights_source"] == "random (seed 3)"
@@ -209,3 +212,12 @@ def test_compile_flag_sets_handler_compile_and_a_longer_startup_timeout() -> Non
     assert compiled["handler"]["compile"] is True and compiled["startupTimeout"] == 600
     assert cfg("--compile", "--startup-timeout", "900")["startupTimeout"] == 900
     assert cfg()["handler"]["compile"] is False and cfg()["startupTimeout"] == 120
+
+
+def test_workers_auto_follows_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    for cores, workers in ((1, 1), (2, 1), (7, 1), (8, 2), (16, 4)):
+        monkeypatch.setattr(build_archive, "usable_cores", lambda cores=cores: cores)
+        assert build_archive.parse_args(["--workers", "auto"]).workers == workers
+    assert build_archive.parse_args(["--workers", "3"]).workers == 3
+    with pytest.raises(SystemExit):
+        build_archive.parse_args(["--workers", "many"])

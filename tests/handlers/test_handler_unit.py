@@ -27,7 +27,7 @@ from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 from ts.utils.util import list_classes_from_module
 
 import classifier_handler as ch
-from build_archive import HANDLER_FILES, HANDLERS_DIR
+from archive_packaging import HANDLER_FILES, HANDLERS_DIR
 from resnet50 import ResNet50
 from tests.handlers.test_image_pipeline import encode, png_header_only
 
@@ -165,7 +165,7 @@ def test_mixed_batch_statuses_outputs_and_top_k(handler: ch.ImageClassifierHandl
             assert phrase and set(out) == {"error", "message"}
             continue
         assert set(out) == {"model", "predictions", "image", "timings_ms"}
-        assert out["model"] == {"name": "resnet50", "version": "1.0-test"}
+        assert out["model"] == {"name": "resnet50", "version": "1.0-test", "precision": "fp32"}
         expected_k = int(row.get("top_k", 5))
         preds = out["predictions"]
         assert len(preds) == expected_k

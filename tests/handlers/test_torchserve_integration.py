@@ -40,7 +40,7 @@ def assert_prediction(
     """The success contract (see the handler I/O contract)."""
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["model"] == {"name": model, "version": "1.0-untrained"}
+    assert body["model"] == {"name": model, "version": "1.0-untrained", "precision": "fp32"}
     preds = body["predictions"]
     assert len(preds) == top_k
     probabilities = [p["probability"] for p in preds]

@@ -43,7 +43,7 @@ def test_single_image(app, client, auth: AuthActions) -> None:
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert set(body) == {"request_id", "model", "predictions", "image", "processing_time_ms"}
-    assert body["model"] == {"name": "resnet50", "version": "1.0"}
+    assert body["model"] == {"name": "resnet50", "version": "1.0", "precision": "fp32"}
     assert len(body["predictions"]) == 3
     assert set(body["predictions"][0]) == {"class_id", "label", "probability"}
     assert body["image"] == {"width": 64, "height": 48, "format": "PNG", "size_bytes": len(image)}
