@@ -62,9 +62,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     from .audit import routes as audit_routes
     from .auth import admins
     from .auth import routes as auth_routes
+    from .forward import capacity as forward_capacity
     from .forward import routes as forward_routes
     from .forward.uploads import UploadRequest
     from .me import routes as me_routes
+    from .model_admin import archives as archive_routes
+    from .model_admin import compare as compare_routes
+    from .model_admin import reconciler, rollout_routes
     from .model_admin import routes as model_routes
     from .ops import health_routes, metrics_routes, request_tracking
     from .records import routes as records_routes
@@ -73,11 +77,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     app.request_class = UploadRequest
     request_tracking.init_app(app)  # first: every later hook, view and log line sees the request ID
     body_limits.init_app(app)
+    forward_capacity.init_app(app)
     blueprints = (
         auth_routes,
         me_routes,
         forward_routes,
         records_routes,
+        archive_routes,
+        rollout_routes,
+        compare_routes,
         model_routes,
         audit_routes,
         users_routes,
@@ -86,5 +94,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
         app.register_blueprint(module.bp)
     rate_limits.init_app(app)  # after the views' modules are imported: it wraps their @rate_limited views
     app.cli.add_command(admins.create_admin_command)
+    app.cli.add_command(reconciler.reconcile_command)
     admins.bootstrap_admin(app)
     return app

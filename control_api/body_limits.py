@@ -12,6 +12,8 @@ One limit, checked wherever the size becomes known:
 - the parsed files, which must add up to at most the upload limit
   (``refuse_oversized_upload(total, whole_body=False)``).
 
+Archive uploads (``POST /models/archives``) have their own limit, MAX_ARCHIVE_MB plus the envelope
+(``MAX_ARCHIVE_CONTENT_LENGTH``), and are streamed to a temporary file rather than kept in memory.
 Every other endpoint takes JSON or form bodies of at most SMALL_BODY_BYTES.
 
 A URL (path and query string) may be MAX_URL_BYTES long; a longer one gets a JSON 414 (gunicorn itself
@@ -28,6 +30,8 @@ SMALL_BODY_BYTES = 1024 * 1024
 MAX_URL_BYTES = 4096
 # The endpoints that take uploads (blueprint.view).
 UPLOAD_ENDPOINTS = frozenset({"forward.forward"})
+# The endpoints whose uploads go to disk as they arrive (werkzeug's spooled temporary files).
+STREAMED_ENDPOINTS = frozenset({"archives.upload_archive"})
 
 
 def refuse_oversized_upload(size: int, *, whole_body: bool) -> None:
@@ -55,7 +59,10 @@ def _limit_body() -> None:
     if request.endpoint in UPLOAD_ENDPOINTS:
         request.max_content_length = current_app.config["MAX_CONTENT_LENGTH"]
         return  # its URL is checked in the view, where the refusal gets its history row
-    request.max_content_length = SMALL_BODY_BYTES
+    if request.endpoint in STREAMED_ENDPOINTS:
+        request.max_content_length = current_app.config["MAX_ARCHIVE_CONTENT_LENGTH"]
+    else:
+        request.max_content_length = SMALL_BODY_BYTES
     refuse_long_url()
 
 

@@ -75,6 +75,10 @@ def post_worker_init(worker):
     import gc
 
     gc.freeze()
+    # One worker per host keeps TorchServe in the desired state (control_api/model_admin/reconciler.py).
+    from control_api.model_admin.reconciler import start_background
+
+    start_background(worker.wsgi)
 
 
 # --- Logging. ---------------------------------------------------------------------------------------------

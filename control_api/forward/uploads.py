@@ -11,12 +11,12 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
 from flask import Request, current_app, request
 from werkzeug.exceptions import ClientDisconnected
 
-from ..body_limits import refuse_long_url, refuse_oversized_upload
+from ..body_limits import STREAMED_ENDPOINTS, refuse_long_url, refuse_oversized_upload
 from ..errors import APIError
 from .history_entry import current_entry
 
@@ -38,6 +38,9 @@ class UploadRequest(Request):
         filename: str | None = None,
         content_length: int | None = None,
     ) -> BinaryIO:
+        if self.endpoint in STREAMED_ENDPOINTS:  # model archives: to disk as they arrive
+            spooled = super()._get_file_stream(total_content_length, content_type, filename, content_length)
+            return cast(BinaryIO, spooled)
         return io.BytesIO()
 
     def _get_stream_for_parsing(self) -> BinaryIO:
@@ -51,7 +54,8 @@ class UploadRequest(Request):
         """
         length = self.content_length
         limit = self.max_content_length
-        if not length or (limit is not None and length > limit) or hasattr(self, "_cached_data"):
+        streamed = self.endpoint in STREAMED_ENDPOINTS
+        if not length or (limit is not None and length > limit) or hasattr(self, "_cached_data") or streamed:
             return super()._get_stream_for_parsing()  # type: ignore[return-value]
         source = self.environ["wsgi.input"]
         pieces, missing = [], length

@@ -8,11 +8,13 @@ from urllib.parse import quote
 
 from flask import current_app
 
+from ..audit.trail import note
 from ..errors import APIError
 from ..extensions import torchserve
 from ..names import is_name
 from ..ops.request_tracking import current_request_id
 from ..torchserve.answers import UpstreamError, UpstreamResponse, api_error, not_understood
+from . import desired_state
 
 MAX_PAGES = 100
 
@@ -115,3 +117,24 @@ def find_version(model: dict[str, Any], version: str) -> dict[str, Any]:
         if entry["version"] == version:
             return entry
     raise APIError(404, "model_not_found", f"Model {model['name']!r} has no version {version!r}.")
+
+
+def make_default(name: str, version: str) -> str | None:
+    """Make ``version`` the default (refused, 409, while it has no ready worker); returns the previous one."""
+    quoted(version, "version")
+    model = describe(name)
+    entry = find_version(model, version)
+    previous: str | None = model["default_version"]
+    note(previous_default=previous)
+    if entry["status"] != "READY" and version != previous:
+        raise APIError(
+            409,
+            "no_ready_worker",
+            f"{name} {version} has no ready worker, so it could not answer /forward. Scale it first: "
+            f"PUT /models/{name}/{version}/workers.",
+        )
+    result = call("PUT", f"/models/{quoted(name)}/{quoted(version, 'version')}/set-default")
+    if result.status != 200:
+        raise failure(result, f"Model {name!r} version {version!r}")
+    desired_state.made_default(name, version)
+    return previous

@@ -1,6 +1,7 @@
 """Model management for admins: a safe, audited front to TorchServe's management API.
 
-- ``GET /models``, ``GET /models/<name>``: versions, the default version, workers and their status, batching.
+- ``GET /models``: for any signed-in user, names, versions, the default version and status; admins also
+  get workers, batching and the rollout policy, as ``GET /models/<name>`` gives them.
 - ``POST /models``: register an archive from the model store, synchronously: the workers are up when it
   answers (TorchServe's own default is 0 workers, a model that answers 503).
 - ``PUT /models/<name>/<version>/default``: make a version the default. Refused while that version has no
@@ -21,10 +22,13 @@ from apiflask import APIBlueprint
 from flask import current_app
 
 from ..audit.trail import audited, note, set_target
-from ..auth.guards import ADMIN_ERRORS, admin_required
+from ..auth.guards import ADMIN_ERRORS, TOKEN_ERRORS, admin_required, token_required
+from ..auth.identity import current_user
 from ..errors import APIError
 from ..torchserve.answers import UPSTREAM_ERRORS, explanation
-from .catalog import call, describe, failure, find_version, model_names, quoted
+from . import desired_state, rollout_policy
+from .catalog import call, describe, failure, find_version, make_default, model_names, quoted
+from .rollout_schemas import policy_out
 from .schemas import ModelActionOut, ModelDetailOut, ModelList, RegisterModelIn, WorkersIn
 from .store import archive_path, manifest
 
@@ -45,36 +49,52 @@ def _check_worker_cap(workers: int) -> None:
         )
 
 
+def _with_rollout(model: dict[str, Any]) -> dict[str, Any]:
+    policy = rollout_policy.load(model["name"])
+    return {**model, "rollout": policy_out(policy) if policy else None}
+
+
+def _reduced(model: dict[str, Any]) -> dict[str, Any]:
+    """What every signed-in user may see of a model: names, versions, the default, status."""
+    versions = [{k: v[k] for k in ("version", "is_default", "status")} for v in model["versions"]]
+    return {"name": model["name"], "default_version": model["default_version"], "versions": versions}
+
+
 @bp.get("/models")
 @bp.doc(
     summary="List the registered models and their versions",
+    description="Any signed-in user gets names, versions, the default version and status; admins also get "
+    "workers, batching, archives and the rollout policy.",
     security="BearerAuth",
-    responses={**ADMIN_ERRORS, **UPSTREAM_ERRORS},
+    responses={**TOKEN_ERRORS, **UPSTREAM_ERRORS},
 )
-@admin_required
+@token_required
 @bp.output(ModelList)
 def list_models() -> dict[str, Any]:
-    """Every model with its versions, default version, workers and batch settings."""
+    """Every model with its versions and default version (and, for admins, workers and batch settings)."""
+    user = current_user()
     models = []
     for name in model_names():
         try:
-            models.append(describe(name))
+            model = describe(name)
         except APIError as exc:
             if exc.status_code != 404:  # unregistered since it was listed: skip it
                 raise
+            continue
+        models.append(_with_rollout(model) if user and user.is_admin else _reduced(model))
     return {"models": models}
 
 
 @bp.get("/models/<name>")
 @bp.doc(
-    summary="Describe a model: versions, default, workers, batching",
+    summary="Describe a model: versions, default, workers, batching, rollout policy",
     security="BearerAuth",
     responses={**ADMIN_ERRORS, **UPSTREAM_ERRORS, 404: "No such model"},
 )
 @admin_required
 @bp.output(ModelDetailOut)
 def get_model(name: str) -> dict[str, Any]:
-    return describe(name)
+    return _with_rollout(describe(name))
 
 
 @bp.post("/models")
@@ -129,6 +149,7 @@ def register_model(json_data: dict[str, Any]) -> dict[str, Any]:
     if result.status != 200:
         raise failure(result, f"Model {name!r} version {version!r}")
     note(torchserve=explanation(result))
+    desired_state.registered(name, version, path.name, json_data)
     return {**describe(name), "message": explanation(result)}
 
 
@@ -147,21 +168,7 @@ def register_model(json_data: dict[str, Any]) -> dict[str, Any]:
 @audited("model.set_default", target=_target)
 @bp.output(ModelActionOut)
 def set_default(name: str, version: str) -> dict[str, Any]:
-    quoted(version, "version")
-    model = describe(name)
-    entry = find_version(model, version)
-    previous = model["default_version"]
-    note(previous_default=previous)
-    if entry["status"] != "READY" and version != previous:
-        raise APIError(
-            409,
-            "no_ready_worker",
-            f"{name} {version} has no ready worker, so it could not answer /forward. Scale it first: "
-            f"PUT /models/{name}/{version}/workers.",
-        )
-    result = call("PUT", f"/models/{quoted(name)}/{quoted(version, 'version')}/set-default")
-    if result.status != 200:
-        raise failure(result, f"Model {name!r} version {version!r}")
+    previous = make_default(name, version)
     return {**describe(name), "message": f"The default version of {name} is now {version} (was {previous})."}
 
 
@@ -199,6 +206,7 @@ def scale_workers(name: str, version: str, json_data: dict[str, Any]) -> dict[st
     result = call("PUT", f"/models/{quoted(name)}/{quoted(version, 'version')}", params, slow=True)
     if result.status != 200:
         raise failure(result, f"Model {name!r} version {version!r}")
+    desired_state.scaled(name, version, low, high)
     return {**describe(name), "message": explanation(result)}
 
 
@@ -210,7 +218,7 @@ def scale_workers(name: str, version: str, json_data: dict[str, Any]) -> dict[st
         **ADMIN_ERRORS,
         **UPSTREAM_ERRORS,
         404: "No such model or version",
-        409: "It is the default version and other versions exist",
+        409: "It is the default version and other versions exist, or a rollout policy uses it",
     },
 )
 @admin_required
@@ -221,6 +229,13 @@ def unregister(name: str, version: str) -> dict[str, Any]:
     model = describe(name)
     find_version(model, version)
     others = [v["version"] for v in model["versions"] if v["version"] != version]
+    policy = rollout_policy.load(name)
+    if policy is not None and version in (policy.stable, policy.canary, policy.shadow_version):
+        raise APIError(
+            409,
+            "in_rollout",
+            f"{name}'s rollout policy uses {version}: promote, or clear it (DELETE /models/{name}/rollout).",
+        )
     if version == model["default_version"] and others:
         raise APIError(
             409,
@@ -231,6 +246,7 @@ def unregister(name: str, version: str) -> dict[str, Any]:
     result = call("DELETE", f"/models/{quoted(name)}/{quoted(version, 'version')}", slow=True)
     if result.status != 200:
         raise failure(result, f"Model {name!r} version {version!r}")
+    desired_state.forget(name, version)
     message = f"{name} {version} is unregistered."
     if not others:
         return {"name": name, "default_version": None, "versions": [], "message": message}

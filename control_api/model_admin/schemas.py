@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Integer, List, Nested, String
+from apiflask.fields import Boolean, File, Integer, List, Nested, String
 from apiflask.validators import Range, Regexp
 from marshmallow import ValidationError, validates_schema
 
 from ..names import ARCHIVE_RE
-from ..schema_fields import InputRules, StrictSchema
+from ..schema_fields import InputRules, StrictSchema, UTCDateTime
+from .rollout_schemas import RolloutState
 
 # The schema's maximum is the deployment's MAX_MODEL_WORKERS (control_api/openapi.py fills it in).
 _WORKER_CAP = {"x-maximum-setting": "MAX_MODEL_WORKERS"}
@@ -61,6 +62,7 @@ class ModelVersionOut(Schema):
     is_default = Boolean()
     archive = String(allow_none=True)
     status = String(metadata={"description": "READY (a worker is ready), LOADING, UNAVAILABLE (no worker)"})
+    # The fields below are for admins only.
     min_workers = Integer(allow_none=True)
     max_workers = Integer(allow_none=True)
     batch_size = Integer(allow_none=True)
@@ -75,6 +77,7 @@ class ModelOut(Schema):
     name = String()
     default_version = String(allow_none=True)
     versions = List(Nested(ModelVersionOut))
+    rollout = Nested(RolloutState, allow_none=True, metadata={"description": "admins only"})
 
 
 class ModelList(Schema):
@@ -89,3 +92,25 @@ class ModelActionOut(ModelOut):
     """The model after the change, and what TorchServe said."""
 
     message = String()
+
+
+class ArchiveUploadIn(StrictSchema):
+    file = File(required=True, metadata={"description": "the .mar archive; its file name names it"})
+
+
+class ArchiveItem(Schema):
+    file_name = String(metadata={"example": "resnet50-2.0.mar"})
+    size_bytes = Integer()
+    model_name = String(allow_none=True, metadata={"description": "from its manifest (uploaded ones)"})
+    model_version = String(allow_none=True)
+    sha256 = String(allow_none=True, metadata={"description": "hex; null for archives not uploaded here"})
+    uploaded_at = UTCDateTime(allow_none=True)
+    uploaded_by = String(allow_none=True)
+
+
+class ArchiveOut(ArchiveItem):
+    """The archive uploaded or deleted."""
+
+
+class ArchiveList(Schema):
+    archives = List(Nested(ArchiveItem))

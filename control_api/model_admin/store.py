@@ -1,4 +1,4 @@
-"""The model store: the ``*.mar`` archives TorchServe serves, as the API sees them (mounted read-only).
+"""The model store: the ``*.mar`` archives TorchServe serves, as the API sees them.
 
 ``archive`` must be a plain ``*.mar`` file name present in ``MODEL_STORE`` (the same directory TorchServe
 serves): no URL (TorchServe would download it), no path, nothing outside the store. The archive's
@@ -20,7 +20,8 @@ from ..names import is_archive_name, is_name
 MAX_LISTED_ARCHIVES = 20
 
 
-def _store() -> Path:
+def model_store() -> Path:
+    """The model store's directory; 503 when the API cannot see it."""
     store = Path(current_app.config["MODEL_STORE"]).resolve()
     if not store.is_dir():
         raise APIError(
@@ -36,7 +37,7 @@ def archive_path(archive: str) -> Path:
     """The archive's path in the store; 422 when there is no such plain file directly in it."""
     if not is_archive_name(archive):  # the schema checked it already; this keeps the guard local
         raise APIError(422, "invalid_archive_name", "A .mar file name in the model store, nothing else.")
-    store = _store()
+    store = model_store()
     path = (store / archive).resolve()
     if path.parent != store or not path.is_file():
         available = sorted(p.name for p in store.glob("*.mar") if p.is_file())[:MAX_LISTED_ARCHIVES]
@@ -48,8 +49,9 @@ def archive_path(archive: str) -> Path:
     return path
 
 
-def manifest(path: Path) -> tuple[str, str]:
-    """(model name, version) from the archive's MAR-INF/MANIFEST.json."""
+def manifest(path: Path, shown_as: str | None = None) -> tuple[str, str]:
+    """(model name, version) from the archive's MAR-INF/MANIFEST.json; ``shown_as`` names it in errors."""
+    shown = shown_as or path.name
     try:
         with zipfile.ZipFile(path) as mar:
             data = json.loads(mar.read("MAR-INF/MANIFEST.json"))
@@ -57,8 +59,8 @@ def manifest(path: Path) -> tuple[str, str]:
         name, version = str(model["modelName"]), str(model["modelVersion"])
     except (zipfile.BadZipFile, KeyError, TypeError, ValueError, OSError) as exc:
         raise APIError(
-            422, "invalid_archive", f"{path.name} is not a model archive with a readable manifest."
+            422, "invalid_archive", f"{shown} is not a model archive with a readable MAR-INF/MANIFEST.json."
         ) from exc
     if not is_name(name) or not is_name(version):
-        raise APIError(422, "invalid_archive", f"{path.name} names its model or version unusably.")
+        raise APIError(422, "invalid_archive", f"{shown} names its model or version unusably.")
     return name, version

@@ -30,7 +30,16 @@ from tests.control_api.fake_torchserve import FakeTorchServe, running_fake
 SECRET_KEY = secrets.token_urlsafe(48)
 ADMIN_TOKEN = "admin-token-" + secrets.token_hex(16)
 PASSWORD = "correct horse battery"
-TABLES = ("audit_log", "history_rollup", "history", "users")
+TABLES = (
+    "audit_log",
+    "history_rollup",
+    "history",
+    "users",
+    "model_archives",
+    "model_versions",
+    "model_rollouts",
+    "shadow_results",
+)
 
 
 def configured_pg_url() -> str | None:

@@ -361,11 +361,13 @@ def test_key_file_volume_is_shared_read_only_with_the_api() -> None:
     assert key_file == f"{target}/key_file.json"
 
 
-def test_model_store_is_shared_read_only_with_the_api() -> None:
+def test_model_store_is_shared_writable_with_the_api() -> None:
+    """The api writes uploaded archives into the store TorchServe serves (POST /models/archives)."""
     ts_mounts = mounts(services()["torchserve"])
     ts_store = [src for src, target, _ in ts_mounts if target == "/home/model-server/model-store"]
     assert ts_store
-    assert (ts_store[0], True) in {(src, ro) for src, _, ro in mounts(services()["api"])}
+    api_store = {src: (target, ro) for src, target, ro in mounts(services()["api"])}[ts_store[0]]
+    assert api_store == (environment(services()["api"])["MODEL_STORE"], False)
 
 
 def test_bind_mounts_exist_in_the_repository() -> None:

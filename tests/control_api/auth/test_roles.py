@@ -32,8 +32,15 @@ USER = {
     ("/me/history", "GET"),
     ("/me/usage", "GET"),
     ("/me/password", "POST"),
+    ("/models", "GET"),  # reduced for users (model_admin/test_rollout.py)
 }
-SAMPLE_ARGS = {"name": "nosuchmodel", "version": "9.9", "filename": "x", "user_id": "999999"}
+SAMPLE_ARGS = {
+    "name": "nosuchmodel",
+    "version": "9.9",
+    "filename": "x",
+    "file_name": "nosuch.mar",
+    "user_id": "999999",
+}
 PLACEHOLDER = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")  # <name>, <path:name>, <int(max=9):name>
 
 
@@ -80,7 +87,12 @@ def test_every_endpoint_enforces_its_role(live_app) -> None:
     assert seen >= PUBLIC and seen >= USER, "a public or user endpoint disappeared: update the lists"
     admin_only = seen - PUBLIC - USER
     assert {("/history", "GET"), ("/history", "DELETE"), ("/stats", "GET"), ("/audit", "GET")} <= admin_only
-    assert {("/models", "GET"), ("/models", "POST"), ("/models/<name>/<version>", "DELETE")} <= admin_only
+    assert {
+        ("/models", "POST"),
+        ("/models/<name>", "GET"),
+        ("/models/<name>/<version>", "DELETE"),
+    } <= admin_only
+    assert {("/models/archives", "POST"), ("/models/<name>/rollout", "PUT")} <= admin_only
     assert {("/users", "GET"), ("/audit", "GET")} <= admin_only
     assert {method for rule, method in admin_only if rule.startswith("/users/")} == {"GET", "PATCH", "DELETE"}
 
