@@ -58,12 +58,12 @@ def refuse_long_url() -> None:
 def _limit_body() -> None:
     if request.endpoint in UPLOAD_ENDPOINTS:
         request.max_content_length = current_app.config["MAX_CONTENT_LENGTH"]
-    elif request.endpoint in STREAMED_ENDPOINTS:
+        return  # its URL is checked in the view, where the refusal gets its history row
+    if request.endpoint in STREAMED_ENDPOINTS:
         request.max_content_length = current_app.config["MAX_ARCHIVE_CONTENT_LENGTH"]
     else:
         request.max_content_length = SMALL_BODY_BYTES
-    if request.endpoint not in UPLOAD_ENDPOINTS:
-        refuse_long_url()  # /forward checks its URL in the view, where the refusal gets its history row
+    refuse_long_url()
 
 
 def init_app(app: Flask) -> None:
