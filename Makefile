@@ -64,6 +64,7 @@ lint: venv-dev
 bench: check-java venv-dev
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.readme
+	$(BIN)/python -m bench.shadow
 
 clean:
 	rm -rf model_store/*.mar logs

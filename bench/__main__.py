@@ -5,7 +5,9 @@ Order, one server stack at a time, so that each has the machine to itself:
 2. the 12 MP decode + resize micro-bench (the handler's pure functions), in its own process;
 3. (b) TorchServe + the stock ``image_classifier`` handler: start, measure, stop;
 4. (c) TorchServe + our handler (fp32): start, measure; then (d) the control API in front of that same
-   TorchServe: start, measure; then the API-added latency from alternating (c)/(d) runs; stop both;
+   TorchServe: start, measure; then the API-added latency from alternating (c)/(d) runs; then (e), the
+   ``mlsvc`` command-line client on a 200-image folder against that (d) (step "cli", run with "ours");
+   stop both;
 5. the same (c)/(d) pair with the ``fast`` (bf16) archive;
 6. GET /stats over seeded history rows, SQLite then PostgreSQL.
 
@@ -35,7 +37,7 @@ from bench.steps import Bench, log
 from bench.torchserve import REPO
 
 RESULTS_DIR = REPO / "bench" / "results"
-ALL_STEPS = ("alone", "decode", "stock", "ours", "fast", "stats")
+ALL_STEPS = ("alone", "decode", "stock", "ours", "cli", "fast", "stats")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -145,8 +147,13 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if argv[:1] == ["soak"]:  # python -m bench soak: the long mixed-load run (bench/soak.py)
+        from bench import soak
+
+        return soak.main(argv[1:])
+    args = parse_args(argv)
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="bench_"))
     try:

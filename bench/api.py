@@ -142,13 +142,14 @@ def _wait_healthy(server: ApiServer) -> None:
 
 
 @contextmanager
-def start_api(ts: TorchServe, home: Path) -> Iterator[ApiServer]:
-    """The control API via scripts/boot.sh in front of ``ts``, with a logged-in bench user."""
+def start_api(ts: TorchServe, home: Path, extra_env: dict[str, str] | None = None) -> Iterator[ApiServer]:
+    """The control API via scripts/boot.sh in front of ``ts``, with a logged-in bench user.
+    ``extra_env`` adds to or overrides the server's environment."""
     if not BOOT.is_file():
         raise FileNotFoundError(f"{BOOT} does not exist yet")
     home.mkdir(parents=True, exist_ok=True)
     (port,) = free_ports(1)
-    env = _env(ts, home, port)
+    env = {**_env(ts, home, port), **(extra_env or {})}
     with open(home / "api.log", "ab") as log:
         proc = subprocess.Popen(
             [str(BOOT)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

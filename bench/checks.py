@@ -84,6 +84,7 @@ RATIO_CHECKS: list[tuple[str, float | None, tuple[str, str, str], tuple[str, str
     ("(a) bf16/fp32, model alone", None, ("a", "bf16", ""), ("a", "fp32", "")),
 ]
 API_LATENCY_BOUND_MS = 5.0
+CLI_RATIO_BOUND = 0.9  # mlsvc classify on a folder, against (d) at the same concurrency
 STATS_BOUND_MS = 100.0
 
 
@@ -93,6 +94,16 @@ def checks(results: dict[str, Any]) -> list[Check]:
         Check(name, ">=", bound, _ratio(throughput(results, *num, 8), throughput(results, *den, 8)))
         for name, bound, num, den in RATIO_CHECKS
     ]
+    cli = results.get("cli", {})
+    cli_rate = float(cli["images_per_s"]) if cli.get("images_per_s") else None
+    out.append(
+        Check(
+            f"(e) mlsvc/(d) small JPEG, {cli.get('images', 200)}-image folder, c=8, fp32",
+            ">=",
+            CLI_RATIO_BOUND,
+            _ratio(cli_rate, throughput(results, "d", "fp32", "small", 8)),
+        )
+    )
     paired = results.get("api_added", {}).get("median_diff_ms")
     out.append(
         Check("API-added p50, (d)-(c), small, c=1, paired runs", "<=", API_LATENCY_BOUND_MS, paired, "ms")

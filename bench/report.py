@@ -50,6 +50,12 @@ def notes(results: dict[str, Any]) -> list[str]:
         f"{res['best_batch_size']}, its best batch size"
         for precision, res in results.get("model_alone", {}).items()
     ]
+    cli = results.get("cli")
+    if cli:
+        lines.append(
+            f"- (e) `mlsvc classify -j {cli['concurrency']}` on a {cli['images']}-image folder: "
+            f"{cli['images_per_s']:.2f} images/s ({cli['seconds']:.1f} s, process start included)"
+        )
     lines += tables.servers_lines(results)
     lines += tables.sanity_lines(results)
     lines += [f"- Problem: {error}" for error in results.get("errors", [])]

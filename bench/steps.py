@@ -145,6 +145,19 @@ class Bench:
             self.measure(target)
             if precision == "fp32":
                 self.api_added(direct, target)
+                if "cli" in self.args.steps:
+                    self.cli(server.url, server.token)
+
+    def cli(self, url: str, token: str) -> None:
+        """(e) ``mlsvc classify`` on a folder at (d)'s concurrency, against the running (d) stack."""
+        from bench import cli_client
+
+        with self.step("(e) mlsvc classify, 200-image folder"):
+            small = next(image for image in self.images if image.key == "small")
+            busy = self.gate.wait(log)
+            res = cli_client.measure(url, token, small, self.tmp / "cli")
+            self.results["cli"] = {**res, "busy_before": round(busy, 3)}
+            log(f"  (e) mlsvc classify -j {res['concurrency']}: {res['images_per_s']:.2f} images/s")
 
     def api_added(self, direct: Target, full: Target) -> None:
         rounds, seconds = (3, 2.0) if self.args.quick else (7, 5.0)

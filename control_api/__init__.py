@@ -65,6 +65,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     from .auth import routes as auth_routes
     from .dashboard import routes as dashboard_routes
     from .dashboard import session as dashboard_session
+    from .forward import capacity as forward_capacity
     from .forward import routes as forward_routes
     from .forward.uploads import UploadRequest
     from .me import routes as me_routes
@@ -80,6 +81,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> APIFlask:
     app.request_class = UploadRequest
     request_tracking.init_app(app)  # first: every later hook, view and log line sees the request ID
     body_limits.init_app(app)
+    forward_capacity.init_app(app)
     blueprints = (
         auth_routes,
         me_routes,

@@ -8,53 +8,24 @@ can override anything.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-# Secrets that appear in docs, examples and tutorials: never acceptable outside tests.
-KNOWN_WEAK_SECRETS = frozenset(
-    {
-        "",
-        "dev",
-        "development",
-        "secret",
-        "secret-key",
-        "secretkey",
-        "changeme",
-        "change-me",
-        "change_me",
-        "please-change-me",
-        "super-secret",
-        "supersecret",
-        "your-secret-key",
-        "your_secret_key",
-        "replace-me",
-        "test",
-        "testing",
-        "admin",
-        "admin-token",
-        "admin_token",
-        "admintoken",
-        "your-admin-token",
-    }
+from .config_checks import (
+    MAX_JWT_EXPIRATION_MINUTES,
+    SYMMETRIC_JWT_ALGORITHMS,
+    ConfigError,
+    check_operations,
+    check_secrets,
+    generate_secrets,
 )
-MIN_SECRET_LENGTH = 32
-# bcrypt's work factor: 4 is its floor (tests use it for speed); anything below 10 is too cheap to guess.
-MIN_BCRYPT_ROUNDS = 10
-# A stolen token works until it expires: one day at the most.
-MAX_JWT_EXPIRATION_MINUTES = 24 * 60
-SYMMETRIC_JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
+
+__all__ = ["ConfigError", "finalize", "from_env", "generate_secrets", "normalize_database_url"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LOG_FORMATS = ("text", "json")
-SQLITE_SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
 MULTIPART_ENVELOPE_BYTES = 64 * 1024
-
-
-class ConfigError(RuntimeError):
-    """The configuration is unusable; the message says which setting and why."""
 
 
 T = TypeVar("T", int, float)
@@ -141,6 +112,15 @@ def from_env(instance_path: str, env: Mapping[str, str] | None = None) -> dict[s
         "MAX_UPLOAD_MB": max_upload_mb,
         "MAX_FILES_PER_REQUEST": _env_int(env, "MAX_FILES_PER_REQUEST", 32),
         "RETRY_AFTER_SECONDS": _env_int(env, "RETRY_AFTER_SECONDS", 5),
+        # Hostile load: the pixels one request may declare, and /forward's share of each worker process.
+        "MAX_REQUEST_MEGAPIXELS": _env_int(env, "MAX_REQUEST_MEGAPIXELS", 256),
+        "FORWARD_CONCURRENCY": _env_int(env, "FORWARD_CONCURRENCY", 6),
+        "FORWARD_USER_CONCURRENCY": _env_int(env, "FORWARD_USER_CONCURRENCY", 4),
+        "FORWARD_USER_MEGAPIXELS": _env_int(env, "FORWARD_USER_MEGAPIXELS", 64),
+        "FORWARD_QUEUE_TIMEOUT": _env_float(env, "FORWARD_QUEUE_TIMEOUT", 5.0),
+        # The database: how long to wait for a connection, then for a free one from the pool.
+        "DATABASE_CONNECT_TIMEOUT": _env_int(env, "DATABASE_CONNECT_TIMEOUT", 5),
+        "DATABASE_POOL_TIMEOUT": _env_float(env, "DATABASE_POOL_TIMEOUT", 5.0),
         # Model management: synchronous registration and scaling wait for workers to load.
         "MODEL_STORE": env.get("MODEL_STORE") or str(REPO_ROOT / "model_store"),
         "TORCHSERVE_MANAGEMENT_TIMEOUT": _env_float(env, "TORCHSERVE_MANAGEMENT_TIMEOUT", 180.0),
@@ -156,7 +136,13 @@ def from_env(instance_path: str, env: Mapping[str, str] | None = None) -> dict[s
         "RATE_LIMIT_ENABLED": _env_bool(env, "RATE_LIMIT_ENABLED", True),
         "RATE_LIMIT_TOKEN": env.get("RATE_LIMIT_TOKEN", "10/minute"),
         "RATE_LIMIT_REGISTER": env.get("RATE_LIMIT_REGISTER", "5/minute"),
-        "RATE_LIMIT_FORWARD": env.get("RATE_LIMIT_FORWARD", "120/minute"),
+        "RATE_LIMIT_TOKEN_USERNAME": env.get("RATE_LIMIT_TOKEN_USERNAME", "10/minute;50/hour"),
+        # /forward per user: images (a request of 8 files costs 8), and megapixels as the headers declare.
+        "RATE_LIMIT_FORWARD": env.get("RATE_LIMIT_FORWARD", "240/minute"),
+        "RATE_LIMIT_FORWARD_MEGAPIXELS": env.get("RATE_LIMIT_FORWARD_MEGAPIXELS", "2000/minute"),
+        "RATE_LIMIT_FORWARD_ANONYMOUS": env.get("RATE_LIMIT_FORWARD_ANONYMOUS", "30/minute"),
+        "RATE_LIMIT_PASSWORD_CHANGE": env.get("RATE_LIMIT_PASSWORD_CHANGE", "5/minute;20/hour"),
+        "RATE_LIMIT_ACCOUNT_DELETE": env.get("RATE_LIMIT_ACCOUNT_DELETE", "5/minute;20/hour"),
         "RATE_LIMIT_KEY_PREFIX": env.get("RATE_LIMIT_KEY_PREFIX", "control_api"),
         # Reverse proxies in front of the API whose X-Forwarded-For is trusted (per-IP limits, logs).
         "TRUSTED_PROXIES": _env_int(env, "TRUSTED_PROXIES", 0),
@@ -191,8 +177,8 @@ def finalize(config: dict[str, Any]) -> None:
     if int(config["MAX_UPLOAD_MB"]) < 1:
         raise ConfigError("MAX_UPLOAD_MB must be at least 1")
     if not config.get("TESTING"):
-        _check_secrets(config)
-    _check_operations(config)
+        check_secrets(config)
+    check_operations(config)
     # The upload limit (body_limits.py checks it): the files together, and the whole body, which adds a
     # multipart envelope (boundaries, part headers, the top_k/model fields) on top of the files.
     config["MAX_UPLOAD_BYTES"] = int(config["MAX_UPLOAD_MB"]) * 1024 * 1024
@@ -208,71 +194,19 @@ def finalize(config: dict[str, Any]) -> None:
     config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=int(config["JWT_EXPIRATION_MINUTES"]))
     config["JWT_TOKEN_LOCATION"] = ["headers"]
     config["JWT_HEADER_TYPE"] = "Bearer"
-    config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["SQLALCHEMY_DATABASE_URI"])
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
+        config["SQLALCHEMY_DATABASE_URI"],
+        connect_timeout=int(config["DATABASE_CONNECT_TIMEOUT"]),
+        pool_timeout=float(config["DATABASE_POOL_TIMEOUT"]),
+    )
 
 
-def _check_operations(config: dict[str, Any]) -> None:
-    """Rate limits, the SQLite mode, logs, model management, proxies and Redis: refuse what would fail
-    later."""
-    from limits import parse_many
-
-    for name in ("RATE_LIMIT_TOKEN", "RATE_LIMIT_REGISTER", "RATE_LIMIT_FORWARD"):
-        value = str(config.get(name) or "")
-        try:
-            if value.strip():
-                parse_many(value)
-        except ValueError as exc:
-            raise ConfigError(
-                f"{name} must look like '10/minute' or '5/second;100/hour', got {value!r}"
-            ) from exc
-    if config["SQLITE_SYNCHRONOUS"] not in SQLITE_SYNCHRONOUS_MODES:
-        raise ConfigError(
-            f"SQLITE_SYNCHRONOUS must be one of {', '.join(SQLITE_SYNCHRONOUS_MODES)}, "
-            f"got {config['SQLITE_SYNCHRONOUS']!r}"
-        )
-    if config["LOG_FORMAT"] not in LOG_FORMATS:
-        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {config['LOG_FORMAT']!r}")
-    if int(config["MAX_MODEL_WORKERS"]) < 1:
-        raise ConfigError("MAX_MODEL_WORKERS must be at least 1")
-    if int(config["TRUSTED_PROXIES"]) < 0:
-        raise ConfigError("TRUSTED_PROXIES must be 0 or more")
-    if int(config["HISTORY_EXPORT_MAX_ROWS"]) < 1 or int(config["HISTORY_RETENTION_DAYS"]) < 0:
-        raise ConfigError("HISTORY_EXPORT_MAX_ROWS must be at least 1, HISTORY_RETENTION_DAYS 0 or more")
-    redis_url = str(config.get("REDIS_URL") or "")
-    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {redis_url!r}")
-
-
-def _check_secrets(config: dict[str, Any]) -> None:
-    """Outside tests: SECRET_KEY strong; ADMIN_TOKEN, when set, strong and not SECRET_KEY again; bcrypt
-    slow enough."""
-    check_secret(config["SECRET_KEY"])
-    admin_token = str(config.get("ADMIN_TOKEN") or "")
-    if admin_token:  # unset: DELETE /history is refused
-        check_secret(admin_token, "ADMIN_TOKEN")
-        if admin_token == config["SECRET_KEY"]:
-            raise ConfigError("ADMIN_TOKEN must not be SECRET_KEY: whoever holds it could sign tokens")
-    if int(config["BCRYPT_ROUNDS"]) < MIN_BCRYPT_ROUNDS:
-        raise ConfigError(
-            f"BCRYPT_ROUNDS must be at least {MIN_BCRYPT_ROUNDS} outside tests (12 by default), "
-            f"got {config['BCRYPT_ROUNDS']}"
-        )
-
-
-def check_secret(secret: str, name: str = "SECRET_KEY") -> None:
-    """Refuse a missing, short, well-known or low-entropy secret (SECRET_KEY signs every JWT; ADMIN_TOKEN
-    guards DELETE /history)."""
-    hint = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
-    if secret.strip().lower() in KNOWN_WEAK_SECRETS:
-        raise ConfigError(f"{name} is unset or a well-known default; {hint}")
-    if len(secret) < MIN_SECRET_LENGTH:
-        raise ConfigError(f"{name} must be at least {MIN_SECRET_LENGTH} characters; {hint}")
-    if len(set(secret)) < 10:
-        raise ConfigError(f"{name} has too little variety to be random; {hint}")
-
-
-def engine_options(url: str) -> dict[str, Any]:
+def engine_options(url: str, connect_timeout: int = 5, pool_timeout: float = 5.0) -> dict[str, Any]:
     """Pool and driver options per backend.
+
+    PostgreSQL: an unreachable server costs a request at most ``connect_timeout`` (the driver's) and a
+    pool with every connection taken at most ``pool_timeout``; then the request answers 503
+    ``database_unavailable`` (errors.py), and the next one tries again (``pool_pre_ping``).
 
     ``hide_parameters``: a statement's values (a bcrypt hash, a username) never appear in the text of a
     database error, so a logged IntegrityError or OperationalError cannot leak them.
@@ -285,10 +219,7 @@ def engine_options(url: str) -> dict[str, Any]:
         "pool_size": 10,
         "max_overflow": 10,
         "pool_recycle": 1800,
+        "pool_timeout": pool_timeout,
+        "connect_args": {"connect_timeout": connect_timeout},
         "hide_parameters": True,
     }
-
-
-def generate_secrets() -> dict[str, str]:
-    """Fresh random values for SECRET_KEY and ADMIN_TOKEN."""
-    return {"SECRET_KEY": secrets.token_urlsafe(48), "ADMIN_TOKEN": secrets.token_urlsafe(32)}

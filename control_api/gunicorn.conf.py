@@ -28,6 +28,9 @@ threads = int(os.environ.get("API_THREADS", "8"))
 timeout = int(os.environ.get("API_TIMEOUT", "120"))
 graceful_timeout = 30
 keepalive = 5
+# gunicorn's longest request line (its default is 4094): longer URLs than the app's MAX_URL_BYTES reach the
+# app, which answers them a JSON 414.
+limit_request_line = 8190
 pidfile = os.environ.get("API_PIDFILE", "instance/gunicorn.pid")
 accesslog = os.environ.get("API_ACCESS_LOG") or None
 errorlog = "-"

@@ -1,16 +1,21 @@
-"""Schema pieces every feature's schemas build on: strict input schemas, UTC date-times, time ranges.
+"""Schema pieces every feature's schemas build on: strict input schemas, UTC date-times, time ranges,
+JSON booleans.
 
-The schemas validate requests and generate the OpenAPI document.
+The schemas validate requests and generate the OpenAPI document. A schema's ``input_rules`` are the rules
+JSON Schema cannot state (control_api/openapi.py puts them in the document).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from apiflask import Schema
 from marshmallow import RAISE, ValidationError, fields, validates_schema
+
+# A schema's rules beyond JSON Schema: (the status a request breaking it gets, the rule as a sentence).
+InputRules = tuple[tuple[int, str], ...]
 
 _SPACE_OFFSET = re.compile(r" (\d{2}:?\d{2})\Z")
 
@@ -46,7 +51,18 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only: not 0, 1, "yes" or the other spellings marshmallow's Boolean takes."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class TimeRangeQuery(StrictSchema):
+    input_rules: ClassVar[InputRules] = ((422, "`since` must not be after `until`."),)
+
     since = UTCDateTime(metadata={"description": "inclusive, ISO 8601; UTC when no offset is given"})
     until = UTCDateTime(metadata={"description": "exclusive, ISO 8601; UTC when no offset is given"})
 

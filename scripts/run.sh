@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts TorchServe and the control API on their embedded defaults, in the foreground.
-# Ctrl-C, or `make stop` from another shell, stops both. Logs go under logs/.
+# TorchServe runs under launcher.supervise: if it dies it is started again (like compose's restart policy)
+# while the API keeps answering (503 in between). Ctrl-C, or `make stop` from another shell, stops both.
+# Logs go under logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -27,11 +29,12 @@ trap stop_all INT TERM EXIT
 echo "Starting TorchServe (logs/torchserve/)..."
 rm -f "$TS_HOME/key_file.json"
 # TMPDIR (pid file) and TEMP (worker sockets, unpacked archives) are per instance, so that a test run's
-# TorchServe never clashes with this one.
-(cd "$TS_HOME" && TMPDIR="$TS_HOME/tmp" TEMP="$TS_HOME/tmp" \
-  LOG_LOCATION="$ROOT/logs/torchserve" METRICS_LOCATION="$ROOT/logs/torchserve" \
-  exec "$BIN/torchserve" --start --foreground --ncs --ts-config "$ROOT/config.properties" \
-  --model-store "$ROOT/model_store") >logs/torchserve/console.log 2>&1 &
+# TorchServe never clashes with this one. It writes a fresh key_file.json at each start; the API re-reads it.
+TMPDIR="$TS_HOME/tmp" TEMP="$TS_HOME/tmp" LOG_LOCATION="$ROOT/logs/torchserve" \
+  METRICS_LOCATION="$ROOT/logs/torchserve" "$BIN/python" -m launcher.supervise --name TorchServe \
+  --cwd "$TS_HOME" --pidfile "$ROOT/instance/torchserve.supervisor.pid" \
+  -- "$BIN/torchserve" --start --foreground --ncs --ts-config "$ROOT/config.properties" \
+  --model-store "$ROOT/model_store" >>logs/torchserve/console.log 2>&1 &
 
 # /ping needs the inference key and says Healthy before the worker is up: wait for a READY worker instead.
 model_ready() {
@@ -55,6 +58,7 @@ echo "  keys: $TORCHSERVE_KEY_FILE"
 
 echo "Starting the control API on http://127.0.0.1:8000 (logs/api.log)..."
 PATH="$BIN:$PATH" scripts/boot.sh >>logs/api.log 2>&1 &
+API_PID=$!
 for _ in $(seq 1 60); do
   curl -fsS -o /dev/null http://127.0.0.1:8000/health 2>/dev/null && break
   sleep 1
@@ -62,4 +66,5 @@ done
 curl -sS http://127.0.0.1:8000/health || { echo "error: the control API did not start; see logs/api.log" >&2; exit 1; }
 echo
 echo "Ready. API docs: http://127.0.0.1:8000/docs  -  Ctrl-C stops everything."
-wait -n
+# Only the API ending ends the run: TorchServe's supervisor restarts it whenever it exits.
+wait "$API_PID"

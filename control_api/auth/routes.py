@@ -39,10 +39,10 @@ def register(json_data: dict[str, Any]) -> User:
     responses={
         401: "Wrong username or password",
         403: "The account is disabled (account_disabled)",
-        429: "Too many attempts from this address (see Retry-After)",
+        429: "Too many attempts from this address, or for this username (see Retry-After)",
     },
 )
-@rate_limited("token")
+@rate_limited("token", "token_username")
 @bp.input(TokenIn, location="json_or_form")
 @bp.output(TokenOut)
 def token(json_or_form_data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:

@@ -82,7 +82,10 @@ def _write_history(entry: ForwardLog, status: int, error: str | None) -> None:
         DB_ERRORS.inc()
         log.exception("Could not write the history row for request %s", entry.request_id)
         raise APIError(
-            503, "database_unavailable", "The request could not be recorded; retry shortly."
+            503,
+            "database_unavailable",
+            "The request could not be recorded; retry shortly.",
+            headers={"Retry-After": str(current_app.config["RETRY_AFTER_SECONDS"])},
         ) from exc
 
 

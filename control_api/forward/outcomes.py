@@ -13,7 +13,14 @@ from typing import Any
 
 from ..errors import APIError
 from ..ops import counters
-from ..torchserve.answers import UpstreamError, UpstreamResponse, api_error, not_understood
+from ..ops.counters import UNKNOWN
+from ..torchserve.answers import (
+    HANDLER_ERRORS,
+    UpstreamError,
+    UpstreamResponse,
+    api_error,
+    not_understood,
+)
 from ..torchserve.client import TorchServeClient
 from .history_entry import ForwardLog
 from .uploads import Upload
@@ -62,6 +69,24 @@ def classify(client: TorchServeClient, target: Target, upload: Upload) -> Outcom
         "image": {**(body.get("image") or {}), "size_bytes": upload.size},
     }
     return classification, result.elapsed_ms
+
+
+def recorded_names(
+    target: Target, outcomes: list[Outcome], default_model: str, routed: bool = False
+) -> tuple[str, str | None]:
+    """The model and version names the history row may keep: the ones asked for once TorchServe
+    confirmed them (it classified an image, or our handler refused one), the configured default model
+    always, the ones an admin's rollout policy chose (``routed``: the guard counts their failures),
+    ``unknown`` for anything else. Clients cannot grow the stats rollup by inventing names."""
+    statuses = [item.status_code if isinstance(item, APIError) else 200 for item, _ in outcomes]
+    asked_version = UNKNOWN if target.version else None
+    if 404 in statuses:
+        return UNKNOWN, asked_version
+    if routed:
+        return target.model, target.version
+    confirmed = any(status == 200 or status in HANDLER_ERRORS for status in statuses)
+    model = target.model if confirmed or target.model == default_model else UNKNOWN
+    return model, (target.version if confirmed else asked_version)
 
 
 def _error(answer: UpstreamResponse | UpstreamError, target: Target) -> APIError:

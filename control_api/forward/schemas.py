@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from apiflask import Schema
 from apiflask.fields import File, Float, Integer, List, Nested, String
 from apiflask.validators import Range, Regexp
 
 from ..names import NAME_RE
-from ..schema_fields import StrictSchema
+from ..schema_fields import InputRules, StrictSchema
 
 
 def _top_k() -> Integer:
@@ -29,8 +31,21 @@ class ForwardQuery(StrictSchema):
 
 
 class ForwardForm(StrictSchema):
+    # Required, but a request without any gets the view's 400 no_file, for any content type.
+    documented_required: ClassVar[tuple[str, ...]] = ("file",)
+    input_rules: ClassVar[InputRules] = (
+        (400, "At least one `file` part (no_file otherwise)."),
+        (415, "Each `file` must be an image in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF)."),
+        (422, "Each image must be at most `max_image_pixels` (64 MP by default)."),
+        (413, "At most MAX_FILES_PER_REQUEST files and MAX_UPLOAD_MB in all."),
+    )
+
     file = List(
-        File(), metadata={"description": "one or more images (JPEG, PNG, ...), each a part named file"}
+        File(),
+        metadata={
+            "description": "one or more images (JPEG, PNG, ...), each a part named file",
+            "example": ["(the image's bytes)"],
+        },
     )
     top_k = _top_k()
     model = _model()

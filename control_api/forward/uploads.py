@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, TypeVar, cast
 from flask import Request, current_app, request
 from werkzeug.exceptions import ClientDisconnected
 
-from ..body_limits import STREAMED_ENDPOINTS, refuse_oversized_upload
+from ..body_limits import STREAMED_ENDPOINTS, refuse_long_url, refuse_oversized_upload
 from ..errors import APIError
 from .history_entry import current_entry
 
@@ -85,10 +85,12 @@ class Upload:
 
 
 def refuse_oversized_body(f: F) -> F:
-    """413 from the declared Content-Length, before a byte of the body is read."""
+    """414 for a URL over the limit; 413 from the declared Content-Length, before a byte of the body is
+    read."""
 
     @wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        refuse_long_url()
         length = request.content_length
         if length is not None:
             try:

@@ -21,6 +21,7 @@ from ..auth.tokens import NO_STORE, token_body
 from ..auth.users import signed_in_account
 from ..extensions import db
 from ..pagination import newest_first
+from ..rate_limits import rate_limited
 from ..records.filters import history_filters
 from ..records.schemas import HistoryPage
 from ..tables import History, User
@@ -76,9 +77,15 @@ def my_usage(query_data: dict[str, Any]) -> dict[str, Any]:
 @bp.doc(
     summary="Change your password",
     security="BearerAuth",
-    responses={**TOKEN_ERRORS, **WRONG_PASSWORD, 422: "The new password is invalid or the same"},
+    responses={
+        **TOKEN_ERRORS,
+        **WRONG_PASSWORD,
+        422: "The new password is invalid or the same",
+        429: "Too many attempts (see Retry-After)",
+    },
 )
 @token_required
+@rate_limited("password_change")
 @bp.input(PasswordChangeIn, location="json")
 @bp.output(TokenOut)
 def change_my_password(json_data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -94,9 +101,15 @@ def change_my_password(json_data: dict[str, Any]) -> tuple[dict[str, Any], int, 
 @bp.doc(
     summary="Delete your account",
     security="BearerAuth",
-    responses={**TOKEN_ERRORS, **WRONG_PASSWORD, 409: "You are the last active admin (last_admin)"},
+    responses={
+        **TOKEN_ERRORS,
+        **WRONG_PASSWORD,
+        409: "You are the last active admin (last_admin)",
+        429: "Too many attempts (see Retry-After)",
+    },
 )
 @token_required
+@rate_limited("account_delete")
 @audited("user.delete_self", target=_my_name)
 @bp.input(AccountDeleteIn, location="json")
 @bp.output(DeletedAccountOut)

@@ -4,7 +4,7 @@ account deletion."""
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from apiflask import Schema
 from apiflask.fields import Date, Integer, List, Nested, String
@@ -13,7 +13,7 @@ from marshmallow import ValidationError, post_load, validates_schema
 
 from ..auth.schemas import given_password, new_password
 from ..records.schemas import HistoryQuery
-from ..schema_fields import StrictSchema
+from ..schema_fields import InputRules, StrictSchema
 from ..tables import utcnow
 
 DEFAULT_USAGE_DAYS = 30
@@ -30,6 +30,15 @@ class OwnHistoryQuery(HistoryQuery):
 
 
 class UsageQuery(StrictSchema):
+    input_rules: ClassVar[InputRules] = (
+        (422, "`since` must not be after `until`."),
+        (
+            422,
+            f"At most {MAX_USAGE_DAYS} days at a time, counting the defaults (`until` today, `since` "
+            f"{DEFAULT_USAGE_DAYS - 1} days before `until`).",
+        ),
+    )
+
     since = Date(
         validate=DAY_RANGE,
         metadata={
@@ -69,6 +78,8 @@ class UsageOut(Schema):
 
 
 class PasswordChangeIn(StrictSchema):
+    input_rules: ClassVar[InputRules] = ((422, "`new_password` must differ from `current_password`."),)
+
     current_password = given_password()
     new_password = new_password()
 

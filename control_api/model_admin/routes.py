@@ -25,7 +25,7 @@ from ..audit.trail import audited, note, set_target
 from ..auth.guards import ADMIN_ERRORS, TOKEN_ERRORS, admin_required, token_required
 from ..auth.identity import current_user
 from ..errors import APIError
-from ..torchserve.answers import explanation
+from ..torchserve.answers import UPSTREAM_ERRORS, explanation
 from . import desired_state, rollout_policy
 from .catalog import call, describe, failure, find_version, make_default, model_names, quoted
 from .rollout_schemas import policy_out
@@ -66,7 +66,7 @@ def _reduced(model: dict[str, Any]) -> dict[str, Any]:
     description="Any signed-in user gets names, versions, the default version and status; admins also get "
     "workers, batching, archives and the rollout policy.",
     security="BearerAuth",
-    responses=TOKEN_ERRORS,
+    responses={**TOKEN_ERRORS, **UPSTREAM_ERRORS},
 )
 @token_required
 @bp.output(ModelList)
@@ -89,7 +89,7 @@ def list_models() -> dict[str, Any]:
 @bp.doc(
     summary="Describe a model: versions, default, workers, batching, rollout policy",
     security="BearerAuth",
-    responses={**ADMIN_ERRORS, 404: "No such model"},
+    responses={**ADMIN_ERRORS, **UPSTREAM_ERRORS, 404: "No such model"},
 )
 @admin_required
 @bp.output(ModelDetailOut)
@@ -103,6 +103,7 @@ def get_model(name: str) -> dict[str, Any]:
     security="BearerAuth",
     responses={
         **ADMIN_ERRORS,
+        **UPSTREAM_ERRORS,
         409: "That model version is already registered",
         422: "Not a plain .mar name in the model store, or an archive TorchServe refuses",
         502: "TorchServe could not start the model's workers",
@@ -156,7 +157,12 @@ def register_model(json_data: dict[str, Any]) -> dict[str, Any]:
 @bp.doc(
     summary="Make a version the default (what /forward uses when no version is asked for)",
     security="BearerAuth",
-    responses={**ADMIN_ERRORS, 404: "No such model or version", 409: "That version has no ready worker"},
+    responses={
+        **ADMIN_ERRORS,
+        **UPSTREAM_ERRORS,
+        404: "No such model or version",
+        409: "That version has no ready worker",
+    },
 )
 @admin_required
 @audited("model.set_default", target=_target)
@@ -172,6 +178,7 @@ def set_default(name: str, version: str) -> dict[str, Any]:
     security="BearerAuth",
     responses={
         **ADMIN_ERRORS,
+        **UPSTREAM_ERRORS,
         404: "No such model or version",
         409: "Scaling the default version to 0",
         422: "Bad min/max",
@@ -209,6 +216,7 @@ def scale_workers(name: str, version: str, json_data: dict[str, Any]) -> dict[st
     security="BearerAuth",
     responses={
         **ADMIN_ERRORS,
+        **UPSTREAM_ERRORS,
         404: "No such model or version",
         409: "It is the default version and other versions exist, or a rollout policy uses it",
     },

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from apiflask import Schema
 from apiflask.fields import Boolean, File, Integer, List, Nested, String
@@ -10,11 +10,19 @@ from apiflask.validators import Range, Regexp
 from marshmallow import ValidationError, validates_schema
 
 from ..names import ARCHIVE_RE
-from ..schema_fields import StrictSchema, UTCDateTime
+from ..schema_fields import InputRules, StrictSchema, UTCDateTime
 from .rollout_schemas import RolloutState
+
+# The schema's maximum is the deployment's MAX_MODEL_WORKERS (control_api/openapi.py fills it in).
+_WORKER_CAP = {"x-maximum-setting": "MAX_MODEL_WORKERS"}
 
 
 class RegisterModelIn(StrictSchema):
+    input_rules: ClassVar[InputRules] = (
+        (422, "`archive` must name a file in the model store, and TorchServe must accept it."),
+        (409, "The archive's model version must not be registered yet."),
+    )
+
     archive = String(
         required=True,
         validate=Regexp(
@@ -22,15 +30,17 @@ class RegisterModelIn(StrictSchema):
         ),
         metadata={"example": "resnet50-2.0.mar"},
     )
-    initial_workers = Integer(load_default=1, validate=Range(1, 1024), metadata={"example": 1})
+    initial_workers = Integer(load_default=1, validate=Range(1, 1024), metadata={"example": 1, **_WORKER_CAP})
     batch_size = Integer(validate=Range(1, 1024), metadata={"example": 8})
     max_batch_delay = Integer(validate=Range(0, 60_000), metadata={"description": "ms", "example": 20})
     response_timeout = Integer(validate=Range(1, 3600), metadata={"description": "s, per batch"})
 
 
 class WorkersIn(StrictSchema):
-    min = Integer(required=True, validate=Range(0, 1024), metadata={"example": 1})
-    max = Integer(required=True, validate=Range(1, 1024), metadata={"example": 2})
+    input_rules: ClassVar[InputRules] = ((422, "`min` must not exceed `max`."),)
+
+    min = Integer(required=True, validate=Range(0, 1024), metadata={"example": 1, **_WORKER_CAP})
+    max = Integer(required=True, validate=Range(1, 1024), metadata={"example": 2, **_WORKER_CAP})
 
     @validates_schema
     def _ordered(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -15,6 +15,8 @@ The names are part of the monitoring contract (monitoring/grafana reads them):
 - ``api_forward_images_total{model, version, status}``: each image /forward sent upstream, by outcome.
 - ``api_upstream_errors_total{kind}``: TorchServe unreachable, timed out, failing, out of workers...
 - ``api_db_errors_total``: database failures seen by requests.
+- ``api_forward_anonymous_total{error}``: /forward calls refused for want of a valid token (401
+  ``missing_token``, ``invalid_token``..., or 429 ``rate_limited`` per address), which write no history.
 
 Model and version labels come from TorchServe's answer or a name it knows; a name it does not know (404)
 is counted as ``unknown``, so clients cannot grow the label set by inventing model names.
@@ -75,6 +77,11 @@ UPSTREAM_ERRORS = Counter(
     ["kind"],
 )
 DB_ERRORS = Counter("api_db_errors_total", "Database failures seen while answering requests.")
+FORWARD_ANONYMOUS = Counter(
+    "api_forward_anonymous_total",
+    "/forward calls refused without a valid token (no history row), by error slug.",
+    ["error"],
+)
 SHADOW_REQUESTS = Counter(
     "api_shadow_requests_total",
     "Shadow copies of /forward requests: sent (answered or failed) or dropped (the queue was full).",

@@ -8,6 +8,7 @@ metrics say how busy the service is and which models it runs, nothing about user
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from apiflask import APIBlueprint
 from flask import Response, current_app, request
@@ -17,6 +18,13 @@ from ..errors import APIError
 from .counters import exposition
 
 bp = APIBlueprint("metrics", __name__, tag="Operations")
+RESPONSES: dict[int | str, dict[str, str | dict[str, dict[str, Any]]]] = {
+    200: {
+        "description": "Prometheus text format",
+        "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+    },
+    401: {"description": "METRICS_TOKEN is set and was not sent"},
+}
 
 
 def _check_token() -> None:
@@ -39,7 +47,7 @@ def _check_token() -> None:
     summary="Prometheus metrics",
     description="Text exposition format. Open unless METRICS_TOKEN is set: then `Authorization: Bearer "
     "<METRICS_TOKEN>` (not a JWT). Without a token, keep it reachable from the monitoring network only.",
-    responses={200: "Prometheus text format", 401: "METRICS_TOKEN is set and was not sent"},
+    responses=RESPONSES,
 )
 def metrics() -> Response:
     _check_token()

@@ -22,7 +22,19 @@ from ..errors import APIError
 Context = Literal["prediction", "management"]
 # Per-image answers of our handler: TorchServe found the model version, the image was the problem.
 HANDLER_ERRORS = frozenset({400, 413, 415, 422})
+# OpenAPI: what any endpoint that calls TorchServe may answer because of it.
+UPSTREAM_ERRORS = {
+    502: "TorchServe failed, or answered something unexpected",
+    503: "TorchServe unavailable or out of resources (see Retry-After)",
+    504: "TorchServe timed out",
+}
 MAX_EXPLANATION = 300
+# Our statuses that carry Retry-After: TorchServe failed, is unavailable or was too slow, and may not
+# be next time.
+RETRY = frozenset({502, 503, 504})
+# TorchServe's answer to the requests a worker held when it died; 413 when the worker was SIGKILLed
+# (exit 137, which it takes for the kernel's OOM killer), 500 otherwise. It restarts the worker.
+WORKER_DIED = "Worker died"
 
 # TorchServe's status -> (our status, slug, what we say before TorchServe's own explanation).
 _Mapped = tuple[int, str, str]
@@ -102,10 +114,11 @@ def api_error(
 ) -> APIError:
     """Our error for a failed call: TorchServe's non-200 ``answer``, or the transport failure raised
     instead. ``subject`` names the model (version) asked for, e.g. "Model 'resnet50' version '2.0'"."""
+    # A failing or unavailable TorchServe (a worker died, the frontend restarts) is worth retrying.
     retry = {"Retry-After": str(retry_after)}
     if isinstance(answer, UpstreamError):
         return APIError(
-            answer.status, answer.slug, answer.message, headers=retry if answer.status == 503 else None
+            answer.status, answer.slug, answer.message, headers=retry if answer.status in RETRY else None
         )
     if context == "prediction":
         handler_error = _handler_error(answer)
@@ -114,11 +127,16 @@ def api_error(
     if answer.status == 404:
         return APIError(404, "model_not_found", f"{subject} is not registered.")
     said = explanation(answer)
+    if said.startswith(WORKER_DIED):
+        message = f"TorchServe's worker died while serving this request (it restarts): {said}"
+        return APIError(503, "torchserve_unavailable", message, headers=retry)
     mapped = _BY_CONTEXT[context].get(answer.status) or _SHARED.get(answer.status)
     if mapped is None:
-        return APIError(502, _FALLBACK_SLUG[context], f"TorchServe failed (HTTP {answer.status}): {said}")
+        return APIError(
+            502, _FALLBACK_SLUG[context], f"TorchServe failed (HTTP {answer.status}): {said}", headers=retry
+        )
     status, slug, text = mapped
-    return APIError(status, slug, f"{text}: {said}", headers=retry if status == 503 else None)
+    return APIError(status, slug, f"{text}: {said}", headers=retry if status in RETRY else None)
 
 
 def _handler_error(answer: UpstreamResponse) -> APIError | None:

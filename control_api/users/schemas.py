@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from apiflask.fields import Boolean, String
 from apiflask.validators import Regexp
@@ -10,7 +10,7 @@ from marshmallow import ValidationError, validates_schema
 
 from ..auth.schemas import AccountOut
 from ..pagination import PageQuery, page_of
-from ..schema_fields import StrictSchema
+from ..schema_fields import InputRules, StrictBoolean, StrictSchema
 
 
 class UserQuery(PageQuery):
@@ -27,10 +27,12 @@ class UserQuery(PageQuery):
 class UserPatchIn(StrictSchema):
     """One or both; a field left out is left as it is."""
 
-    is_admin = Boolean(
+    input_rules: ClassVar[InputRules] = ((422, "Give `is_admin`, `disabled` or both."),)
+
+    is_admin = StrictBoolean(
         metadata={"description": "false revokes the user's tokens; the last active admin cannot lose it"}
     )
-    disabled = Boolean(
+    disabled = StrictBoolean(
         metadata={
             "description": "true revokes the tokens and refuses new ones; not for the last active admin"
         }

@@ -168,6 +168,34 @@ def test_unknown_sqlite_sync_mode_refused(tmp_path: Path) -> None:
         _production_app(tmp_path, SECRET_KEY=STRONG, SQLITE_SYNCHRONOUS="OFF")
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("FORWARD_CONCURRENCY", 0, "FORWARD_CONCURRENCY must be at least 1"),
+        ("FORWARD_USER_CONCURRENCY", 0, "FORWARD_USER_CONCURRENCY must be at least 1"),
+        ("FORWARD_USER_MEGAPIXELS", -1, "FORWARD_USER_MEGAPIXELS must be at least 1"),
+        ("MAX_REQUEST_MEGAPIXELS", 0, "MAX_REQUEST_MEGAPIXELS must be at least 1"),
+        ("DATABASE_CONNECT_TIMEOUT", 0, "DATABASE_CONNECT_TIMEOUT must be at least 1"),
+        ("FORWARD_QUEUE_TIMEOUT", 0, "FORWARD_QUEUE_TIMEOUT must be over 0"),
+        ("DATABASE_POOL_TIMEOUT", 600, "DATABASE_POOL_TIMEOUT must be over 0 and at most 60"),
+        ("RATE_LIMIT_FORWARD_MEGAPIXELS", "lots", "RATE_LIMIT_FORWARD_MEGAPIXELS must look like"),
+        ("RATE_LIMIT_TOKEN_USERNAME", "10 per fortnight", "RATE_LIMIT_TOKEN_USERNAME must look like"),
+        # One request may cost up to 256 MP and 32 images: a window of less would refuse it for ever.
+        (
+            "RATE_LIMIT_FORWARD_MEGAPIXELS",
+            "100/second;1000/hour",
+            "must allow at least MAX_REQUEST_MEGAPIXELS",
+        ),
+        ("RATE_LIMIT_FORWARD", "10/minute", "must allow at least MAX_FILES_PER_REQUEST"),
+    ],
+)
+def test_bounds_and_limits_refused_when_unusable(
+    tmp_path: Path, name: str, value: object, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        app_on(f"sqlite:///{tmp_path / 'api.db'}", tmp_path / "instance", **{name: value}).__enter__()
+
+
 # --- ADMIN_TOKEN, bcrypt and token lifetime outside tests. ------------------------------------------------
 
 

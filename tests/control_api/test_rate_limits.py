@@ -1,11 +1,13 @@
-"""Rate limits: /token and /register per client IP, /forward per user; 429 in our shape with Retry-After;
-memory storage, Redis storage (shared between apps, i.e. gunicorn workers), and Redis going away."""
+"""Rate limits: /token and /register per client IP, /forward per user (in images); 429 in our shape with
+Retry-After; memory storage, Redis storage (shared between apps, i.e. gunicorn workers), and Redis
+going away."""
 
 from __future__ import annotations
 
 import io
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,7 +103,7 @@ def test_register_limited_per_ip(tmp_path: Path, fake_ts) -> None:
 
 
 def test_forward_limited_per_user_and_the_refusal_is_recorded(tmp_path: Path, fake_ts) -> None:
-    with limited_app(tmp_path, fake_ts, RATE_LIMIT_FORWARD="2/minute") as app:
+    with limited_app(tmp_path, fake_ts, RATE_LIMIT_FORWARD="2/minute", MAX_FILES_PER_REQUEST=2) as app:
         client = app.test_client()
         auth = AuthActions(client)
         alice, bob = auth.headers("alice"), auth.headers("bob")
@@ -116,15 +118,15 @@ def test_forward_limited_per_user_and_the_refusal_is_recorded(tmp_path: Path, fa
         assert len(fake_ts.requests) == 3  # the refused request never reached TorchServe
         with app.app_context():
             refused = db.session.scalars(sa.select(History).where(History.status_code == 429)).all()
-            assert [(r.username, r.file_count) for r in refused] == [("alice", 0)]
+            assert [(r.username, r.file_count) for r in refused] == [("alice", 1)]
 
 
 def test_limits_off_and_configurable(tmp_path: Path, fake_ts) -> None:
     with limited_app(tmp_path, fake_ts, RATE_LIMIT_ENABLED=False, RATE_LIMIT_TOKEN="1/minute") as app:
         client = app.test_client()
         assert {login(client).status_code for _ in range(5)} == {401}
-    with limited_app(tmp_path, fake_ts, name="j", RATE_LIMIT_TOKEN="") as app:  # this one limit off
-        client = app.test_client()
+    with limited_app(tmp_path, fake_ts, name="j", RATE_LIMIT_TOKEN="", RATE_LIMIT_TOKEN_USERNAME="") as app:
+        client = app.test_client()  # these limits off
         assert {login(client).status_code for _ in range(12)} == {401}
 
 
@@ -181,3 +183,33 @@ def test_forwarded_for_is_trusted_only_behind_configured_proxies(tmp_path: Path,
         client = app.test_client()
         assert [attempt(client, f"192.0.2.{i}") for i in range(3)] == [401, 401, 401]
         assert [attempt(client, "192.0.2.77") for _ in range(3)] == [401, 401, 429]
+
+
+def test_redis_going_away_mid_run_falls_back_and_comes_back(
+    tmp_path: Path, fake_ts, redis_prefix: str
+) -> None:
+    """Redis behind a proxy that is cut while the app runs (connections dropped, new ones never
+    answered): requests are still answered and limited, from memory, then counted in Redis again."""
+    import redis
+
+    from tests.control_api.tcp_proxy import tcp_proxy
+
+    with tcp_proxy("127.0.0.1", 6379) as proxy:
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        settings = {"REDIS_URL": url, "RATE_LIMIT_KEY_PREFIX": redis_prefix, "RATE_LIMIT_TOKEN": "3/hour"}
+        with limited_app(tmp_path, fake_ts, RATE_LIMIT_TOKEN_USERNAME="", **settings) as app:
+            client = app.test_client()
+            before = [login(client, ip="10.1.0.1").status_code for _ in range(2)]
+            proxy.cut()
+            during = [login(client, ip="10.1.0.2").status_code for _ in range(4)]
+            proxy.restore()
+            time.sleep(3)  # Flask-Limiter tries Redis again 1, 2, 4... seconds after it went away
+            after = [login(client, ip="10.1.0.1").status_code for _ in range(2)]
+
+    in_redis = redis.Redis.from_url(REDIS_URL)
+    counted = [key for key in in_redis.scan_iter(match=f"*{redis_prefix}*") if b"10.1.0.1" in key]
+    in_redis.close()
+    assert before == [401, 401]
+    assert during == [401, 401, 401, 429]  # limited all the same, in memory
+    assert after == [401, 429]  # Redis again: 10.1.0.1's two earlier attempts are still counted there
+    assert counted

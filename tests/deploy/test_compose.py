@@ -31,7 +31,7 @@ PROMETHEUS = ROOT / "monitoring" / "prometheus.yml"
 GRAFANA = ROOT / "monitoring" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "image-classification.json"
 
-CORE_SERVICES = {"torchserve", "api", "postgres", "redis", "history-purge"}
+CORE_SERVICES = {"proxy", "torchserve", "api", "postgres", "redis", "history-purge"}
 MONITORING_SERVICES = {"prometheus", "grafana"}
 # What the api must be given (issue 4, item 6).
 REQUIRED_API_ENV = {
@@ -45,10 +45,17 @@ REQUIRED_API_ENV = {
     "MAX_UPLOAD_MB",
     "JWT_EXPIRATION_MINUTES",
     "LOG_FORMAT",
+    "METRICS_TOKEN",
+    "TRUSTED_PROXIES",
+    "RATE_LIMIT_ENABLED",
+    "RATE_LIMIT_TOKEN",
+    "RATE_LIMIT_REGISTER",
+    "RATE_LIMIT_FORWARD",
 }
 # Variables read by a library rather than by our code; only these may be added to the api's environment.
 LIBRARY_ENV = {"PROMETHEUS_MULTIPROC_DIR": "prometheus-client's multiprocess mode"}
-SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|_KEY$)")
+# A secret's name (RATE_LIMIT_TOKEN is the /token limit, not a token).
+SECRET_NAME = re.compile(r"^(?!RATE_LIMIT_).*(SECRET|PASSWORD|TOKEN|_KEY$)")
 API_METRICS = {
     "api_requests_total",
     "api_request_duration_seconds",
@@ -309,22 +316,25 @@ def test_torchserve_publishes_nothing_and_exposes_its_ports_internally() -> None
     assert {str(p) for p in torchserve["expose"]} == {"8080", "8081", "8082"}
 
 
-def test_only_the_api_is_published_on_the_host() -> None:
-    assert ("", "8000", "8000") in published_ports(services()["api"])
-    assert all(container == "8000" for _, _, container in published_ports(services()["api"]))
-    for name in CORE_SERVICES - {"api"}:
+def test_only_the_proxy_is_published_on_the_host() -> None:
+    assert sorted(published_ports(services()["proxy"])) == [("", "443", "8443"), ("", "80", "8080")]
+    assert not services()["api"].get("ports"), "the api is reached through the proxy only"
+    assert [str(p) for p in services()["api"]["expose"]] == ["8000"]
+    for name in CORE_SERVICES - {"proxy"}:
         assert not services()[name].get("ports"), f"{name} must not publish ports"
     assert not services()["prometheus"].get("ports")
     for host_ip, _, _ in published_ports(services()["grafana"]):
         assert host_ip == "127.0.0.1", "Grafana is published on the host's loopback only"
 
 
-def test_backend_network_is_internal() -> None:
+def test_backend_and_frontend_networks_are_internal() -> None:
     assert compose()["networks"]["backend"].get("internal") is True
+    assert compose()["networks"]["frontend"].get("internal") is True
     for name in ("torchserve", "postgres", "redis", "prometheus"):
         assert services()[name]["networks"] == ["backend"], name
-    for name in ("api", "grafana"):
-        assert set(services()[name]["networks"]) == {"edge", "backend"}, name
+    assert set(services()["proxy"]["networks"]) == {"edge", "frontend"}, "the proxy never sees the backend"
+    assert set(services()["api"]["networks"]) == {"frontend", "backend"}, "the api has no outside route"
+    assert set(services()["grafana"]["networks"]) == {"edge", "backend"}
     assert not compose()["networks"]["edge"].get("internal")
 
 
@@ -417,7 +427,13 @@ def test_env_example_covers_every_variable_the_compose_file_references() -> None
 def test_env_example_holds_placeholders_not_secrets() -> None:
     example = read_env_file(ENV_EXAMPLE)
     secrets = {name for name in example if SECRET_NAME.search(name) and not name.endswith("_FILE")}
-    assert {"SECRET_KEY", "ADMIN_TOKEN", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= secrets
+    assert {
+        "SECRET_KEY",
+        "ADMIN_TOKEN",
+        "POSTGRES_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
+        "METRICS_TOKEN",
+    } <= secrets
     for name in secrets:
         assert example[name] in ("CHANGE_ME", ""), f".env.example: {name} must be CHANGE_ME or empty"
 

@@ -177,11 +177,11 @@ def test_delete_me_needs_exactly_the_password(app, client, auth: AuthActions, bo
 def test_openapi_documents_every_me_status(client) -> None:
     paths = client.get("/openapi.json").get_json()["paths"]
     expected = {
-        ("/me", "get"): {"200", "401"},
-        ("/me", "delete"): {"200", "401", "403", "409", "422"},
-        ("/me/history", "get"): {"200", "401", "422"},
-        ("/me/usage", "get"): {"200", "401", "422"},
-        ("/me/password", "post"): {"200", "401", "403", "422"},
+        ("/me", "get"): {"414", "200", "401"},
+        ("/me", "delete"): {"414", "200", "400", "401", "403", "409", "422", "429"},
+        ("/me/history", "get"): {"414", "200", "401", "422"},
+        ("/me/usage", "get"): {"414", "200", "401", "422"},
+        ("/me/password", "post"): {"414", "200", "400", "401", "403", "422", "429"},
     }
     for (path, method), statuses in expected.items():
         operation = paths[path][method]

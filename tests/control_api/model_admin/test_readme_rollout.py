@@ -64,7 +64,11 @@ def test_the_readme_rollout_runs(
             command = re.sub(r'"1\.0"|a=1\.0', lambda m: m.group(0).replace("1.0", V1), command)
             command = re.sub(r'"2\.0"|b=2\.0', lambda m: m.group(0).replace("2.0", V2), command)
             done = subprocess.run(
-                ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=600
+                ["bash", "-c", f"{commands[0]}\n{command}"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
             )
             assert done.returncode == 0, (command, done.stdout, done.stderr)
             return done.stdout

@@ -64,6 +64,8 @@ def test_torchserve_management_errors_are_mapped(status: int, body: Any, expecte
         (503, {"message": "no worker"}, 503, "torchserve_unavailable"),
         (408, {"message": "slow"}, 504, "torchserve_timeout"),
         (413, {"message": "too large"}, 413, "payload_too_large"),
+        (413, {"code": 413, "message": "Worker died."}, 503, "torchserve_unavailable"),  # SIGKILLed
+        (500, {"code": 500, "message": "Worker died."}, 503, "torchserve_unavailable"),
         (400, {"type": "BadRequestException", "message": "bad"}, 502, "upstream_error"),
         (500, "<html>oops</html>", 502, "upstream_error"),
     ],
@@ -74,5 +76,5 @@ def test_torchserve_prediction_errors_are_mapped(status: int, body: Any, expecte
     error = api_error(answer, context="prediction", subject="Model 'x'", retry_after=5)
     assert (error.status_code, error.slug) == (expected, slug)
     assert "<html>" not in str(error.message)
-    if expected == 503:
+    if expected >= 502:
         assert error.headers == {"Retry-After": "5"}

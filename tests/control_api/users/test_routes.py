@@ -131,6 +131,8 @@ def test_deleting_a_user_keeps_their_history_unlinked(app, client, auth: AuthAct
         None,
         {},
         {"is_admin": "maybe"},
+        {"is_admin": 1},  # JSON booleans only: not 1, "true" or "yes"
+        {"disabled": "true"},
         {"disabled": None},
         {"username": "renamed"},
         {"token_version": 0},
@@ -178,10 +180,10 @@ def test_every_admin_action_is_audited(app, client, auth: AuthActions) -> None:
 def test_openapi_documents_every_users_status(client) -> None:
     paths = client.get("/openapi.json").get_json()["paths"]
     expected = {
-        ("/users", "get"): {"200", "401", "403", "422"},
-        ("/users/{user_id}", "get"): {"200", "401", "403", "404"},
-        ("/users/{user_id}", "patch"): {"200", "401", "403", "404", "409", "422"},
-        ("/users/{user_id}", "delete"): {"200", "401", "403", "404", "409"},
+        ("/users", "get"): {"414", "200", "401", "403", "422"},
+        ("/users/{user_id}", "get"): {"414", "200", "401", "403", "404"},
+        ("/users/{user_id}", "patch"): {"414", "200", "400", "401", "403", "404", "409", "422"},
+        ("/users/{user_id}", "delete"): {"414", "200", "401", "403", "404", "409"},
     }
     for (path, method), statuses in expected.items():
         operation = paths[path][method]
