@@ -99,6 +99,15 @@ def _set_maximums(node: Any, config: dict[str, Any]) -> None:
             _set_maximums(value, config)
 
 
+# (OpenAPI path, method) -> media types its 200 answer may also have, e.g. GET /history's text/csv.
+ALSO_ANSWERS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def also_answers(path: str, method: str, media_type: str, schema: dict[str, Any]) -> None:
+    """Document that ``method path`` may answer 200 with ``media_type`` as well as JSON."""
+    ALSO_ANSWERS.setdefault((path, method.lower()), {})[media_type] = {"schema": schema}
+
+
 def finish(app: APIFlask, spec: dict[str, Any]) -> dict[str, Any]:
     inputs = _input_schemas(app)
     for path, operations in spec.get("paths", {}).items():
@@ -106,6 +115,8 @@ def finish(app: APIFlask, spec: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
+            if (path, method) in ALSO_ANSWERS and "200" in responses:
+                responses["200"].setdefault("content", {}).update(ALSO_ANSWERS[(path, method)])
             content = operation.get("requestBody", {}).get("content", {})
             if "application/json" in content and "400" not in responses:
                 responses["400"] = _error_response("The body is not valid JSON (invalid_json)")

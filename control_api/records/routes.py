@@ -13,6 +13,7 @@ from marshmallow import RAISE
 from ..audit.trail import audited, note
 from ..auth.guards import ADMIN_ERRORS, admin_required
 from ..errors import APIError
+from ..openapi import also_answers
 from ..pagination import newest_first
 from ..tables import History
 from .export import csv_response, wants_csv
@@ -33,6 +34,9 @@ from .timeseries import MAX_POINTS, timeseries
 from .writes import delete_history
 
 bp = APIBlueprint("history", __name__, tag="History")
+also_answers(
+    "/history", "get", "text/csv", {"type": "string", "description": "one header line, then a row each"}
+)
 
 
 @bp.get("/history")

@@ -106,18 +106,18 @@ class InputStats(Schema):
     height = Nested(Extremes)
 
 
-class ClassCount(Schema):
+class TopClass(Schema):
     label = String()
     count = Integer()
 
 
 class ClassDistribution(Schema):
-    top = List(Nested(ClassCount), metadata={"description": "the 20 most frequent top-1 classes"})
+    top = List(Nested(TopClass), metadata={"description": "the 20 most frequent top-1 classes"})
     other = Integer(metadata={"description": "images whose top-1 class is not among them"})
     total = Integer(metadata={"description": "classified images"})
 
 
-class UserCount(Schema):
+class UserFigures(Schema):
     username = String(metadata={"description": "'' for unauthenticated requests"})
     requests = Integer()
     errors = Integer()
@@ -132,7 +132,7 @@ class OtherUsers(Schema):
 
 
 class UserUsage(Schema):
-    top = List(Nested(UserCount), metadata={"description": "the 50 users with the most requests"})
+    top = List(Nested(UserFigures), metadata={"description": "the 50 users with the most requests"})
     other = Nested(OtherUsers)
 
 

@@ -119,3 +119,10 @@ def test_a_million_row_export_streams_in_flat_memory(tmp_path: Path) -> None:
     status, lines, base_kib, peak_kib = (int(v) for v in done.stdout.split()[-4:])
     assert (status, lines) == (200, rows + 1)
     assert peak_kib - base_kib < 64 * 1024, (base_kib, peak_kib)
+
+
+def test_openapi_documents_the_csv_answer(client) -> None:
+    history = client.get("/openapi.json").get_json()["paths"]["/history"]["get"]
+
+    assert {"application/json", "text/csv"} <= set(history["responses"]["200"]["content"])
+    assert "422" in history["responses"] and "format" in {p["name"] for p in history["parameters"]}
