@@ -1,7 +1,7 @@
 """Model rollout: uploaded archives, the desired state of registered versions, rollout policies, shadow
 results.
 
-Revision ID: 0005_model_rollout
+Revision ID: 0004_model_rollout
 Revises: 0003_accounts
 Create Date: 2026-12-02
 """
@@ -9,7 +9,7 @@ Create Date: 2026-12-02
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_model_rollout"
+revision = "0004_model_rollout"
 down_revision = "0003_accounts"
 branch_labels = None
 depends_on = None

@@ -9,8 +9,8 @@
 
 Downgrade drops the tables and puts the indexes back as they were.
 
-Revision ID: 0004_records
-Revises: 0005_model_rollout
+Revision ID: 0005_records
+Revises: 0004_model_rollout
 Create Date: 2026-12-02
 """
 
@@ -19,8 +19,8 @@ from collections import Counter
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_records"
-down_revision = "0005_model_rollout"
+revision = "0005_records"
+down_revision = "0004_model_rollout"
 branch_labels = None
 depends_on = None
 
