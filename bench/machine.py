@@ -13,20 +13,10 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import handlers  # noqa: F401  (puts the handler's directory on sys.path, as TorchServe does)
+from classifier_cpu import ISA_FLAGS  # the extensions PyTorch's CPU kernels use
+
 CPUINFO = Path("/proc/cpuinfo")
-# The extensions PyTorch's CPU kernels use for fp32, bf16 and int8 inference, oldest first.
-ISA_FLAGS = (
-    "avx2",
-    "fma",
-    "avx512f",
-    "avx512_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "avx_vnni",
-    "amx_tile",
-    "amx_bf16",
-    "amx_int8",
-)
 
 
 def _cpuinfo_field(name: str) -> str | None:
