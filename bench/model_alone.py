@@ -51,6 +51,18 @@ def run_for(call: Callable[[], Any], min_iters: int, seconds: float) -> tuple[in
     return iters, time.perf_counter() - t0
 
 
+def time_call(call: Callable[[], Any], batch_size: int, seconds: float) -> dict[str, float]:
+    """Images/s and mean ms per batch of ``call`` after a warm-up (any runtime's one batch)."""
+    run_for(call, WARMUP_ITERS, WARMUP_S)
+    iters, elapsed = run_for(call, MIN_ITERS, seconds)
+    return {
+        "batch_size": batch_size,
+        "images_per_s": batch_size * iters / elapsed,
+        "ms_per_batch": 1000.0 * elapsed / iters,
+        "iterations": iters,
+    }
+
+
 def time_batch(
     model: torch.nn.Module, batch_size: int, precision: str, seconds: float, channels_last: bool = True
 ) -> dict[str, float]:
@@ -59,14 +71,7 @@ def time_batch(
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), _autocast(precision):
-        run_for(lambda: model(x), WARMUP_ITERS, WARMUP_S)
-        iters, elapsed = run_for(lambda: model(x), MIN_ITERS, seconds)
-    return {
-        "batch_size": batch_size,
-        "images_per_s": batch_size * iters / elapsed,
-        "ms_per_batch": 1000.0 * elapsed / iters,
-        "iterations": iters,
-    }
+        return time_call(lambda: model(x), batch_size, seconds)
 
 
 def run(

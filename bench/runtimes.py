@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.model_alone import MIN_ITERS, WARMUP_ITERS, WARMUP_S, build_model, run_for
+from bench.model_alone import build_model, time_call
 
 RUNTIMES = ("onnxruntime", "openvino")
 CROP = 224
@@ -69,17 +69,6 @@ def openvino_runner(path: Path, precision: str, x: np.ndarray) -> tuple[Callable
 
 
 RUNNERS = {"onnxruntime": onnxruntime_runner, "openvino": openvino_runner}
-
-
-def time_call(call: Callable[[], Any], batch_size: int, seconds: float) -> dict[str, float]:
-    run_for(call, WARMUP_ITERS, WARMUP_S)
-    iters, elapsed = run_for(call, MIN_ITERS, seconds)
-    return {
-        "batch_size": batch_size,
-        "images_per_s": batch_size * iters / elapsed,
-        "ms_per_batch": 1000.0 * elapsed / iters,
-        "iterations": iters,
-    }
 
 
 def run(
