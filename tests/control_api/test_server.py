@@ -319,14 +319,18 @@ def test_metrics_rate_limits_and_logs_across_workers(
         client.close()
 
 
-def test_workers_freeze_what_the_app_loaded() -> None:
+def test_workers_freeze_what_the_app_loaded(app) -> None:
     """gunicorn.conf.py's post_worker_init: objects alive after the app loads leave the collector's walk."""
     import gc
     import runpy
+    from types import SimpleNamespace
 
+    app.config["RECONCILE_SECONDS"] = 0  # the worker's reconciler is test_reconciler.py's concern
     conf = runpy.run_path(str(ROOT / "control_api" / "gunicorn.conf.py"))
     try:
-        conf["post_worker_init"](None)
+        conf["post_worker_init"](
+            SimpleNamespace(wsgi=app)
+        )  # what gunicorn passes: its worker, holding the app
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()

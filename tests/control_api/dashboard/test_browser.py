@@ -124,8 +124,10 @@ def test_a_non_admin_is_refused(
     auth.token("alice")
 
     _sign_in(browser, base_url, "alice")
+    # The form posts and the refusal is a new page: wait for it rather than read the old one.
+    errors = WebDriverWait(browser, WAIT_S).until(lambda b: b.find_elements(By.ID, "login-error"))
 
-    assert "admins only" in browser.find_element(By.ID, "login-error").text
+    assert "admins only" in errors[0].text
     browser.get(f"{base_url}/dashboard")
     assert browser.current_url.endswith("/dashboard/login")
     browser.save_screenshot(str(tmp_path / "refused.png"))
