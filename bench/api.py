@@ -90,8 +90,12 @@ def _env(ts: TorchServe, home: Path, port: int) -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(48),
         "ADMIN_TOKEN": secrets.token_urlsafe(32),
         "JWT_EXPIRATION_MINUTES": "240",
-        # The bench measures throughput, not the per-user /forward limit.
+        # The bench measures throughput, not the per-user /forward limits: its 8 clients are one user.
         "RATE_LIMIT_ENABLED": "false",
+        "FORWARD_CONCURRENCY": "16",
+        "FORWARD_USER_CONCURRENCY": "16",
+        "FORWARD_USER_MEGAPIXELS": "100000",
+        "FORWARD_QUEUE_TIMEOUT": "30",
         "TORCHSERVE_INFERENCE_URL": ts.inference_url,
         "TORCHSERVE_MANAGEMENT_URL": ts.management_url,
         "TORCHSERVE_KEY_FILE": str(ts.key_file),
