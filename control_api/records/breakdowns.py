@@ -20,30 +20,26 @@ TOP_CLASSES = 20
 TOP_USERS = 50
 
 
-def _bucket_where(table: Any, hours: Range, models: ModelFilter) -> list[Any]:
+def _where(time: Any, name: Any, version: Any, edge: Range, models: ModelFilter) -> list[Any]:
+    """``time`` in [edge[0], edge[1]) and the model filter, over whichever columns hold them."""
     where = []
-    if hours[0] is not None:
-        where.append(table.bucket >= hours[0])
-    if hours[1] is not None:
-        where.append(table.bucket < hours[1])
+    if edge[0] is not None:
+        where.append(time >= edge[0])
+    if edge[1] is not None:
+        where.append(time < edge[1])
     if models.model is not None:
-        where.append(table.model_name == models.model)
+        where.append(name == models.model)
     if models.version is not None:
-        where.append(table.model_version == models.version)
+        where.append(version == models.version)
     return where
+
+
+def _bucket_where(table: Any, hours: Range, models: ModelFilter) -> list[Any]:
+    return _where(table.bucket, table.model_name, table.model_version, hours, models)
 
 
 def _row_where(edge: Range, models: ModelFilter) -> list[Any]:
-    where = []
-    if edge[0] is not None:
-        where.append(History.created_at >= edge[0])
-    if edge[1] is not None:
-        where.append(History.created_at < edge[1])
-    if models.model is not None:
-        where.append(History.model_name == models.model)
-    if models.version is not None:
-        where.append(History.model_version == models.version)
-    return where
+    return _where(History.created_at, History.model_name, History.model_version, edge, models)
 
 
 def class_distribution(since: datetime | None, until: datetime | None, models: ModelFilter) -> dict[str, Any]:
