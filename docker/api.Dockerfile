@@ -33,12 +33,13 @@ FROM ${PYTHON_IMAGE} AS runtime
 ARG APP_UID=10001
 
 # A writable home: gunicorn keeps its control socket in ~/.gunicorn. /app itself stays root-owned (read-only
-# code) except instance/, where the app keeps its pid file.
+# code) except instance/, where the app keeps its pid file. /srv/model_store is the app's too: admins'
+# uploads are written there, and an empty volume first mounted here takes this owner.
 RUN set -eu; \
     groupadd --system --gid "$APP_UID" app; \
     useradd --system --uid "$APP_UID" --gid app --home-dir /home/app --create-home --shell /usr/sbin/nologin app; \
     mkdir -p /app/instance /srv/torchserve-keys /srv/model_store; \
-    chown app:app /app/instance
+    chown app:app /app/instance /srv/model_store
 
 COPY --from=venv /opt/venv /opt/venv
 WORKDIR /app

@@ -1,40 +1,22 @@
 #!/usr/bin/env bash
 # Entry point of the torchserve image (docker/torchserve.Dockerfile). Runs as the unprivileged
 # model-server user, under docker-compose's `init: true` (tini reaps the worker processes).
-#  1. Installs the archives baked into the image into the model store (a volume, or ./model_store).
-#  2. Narrows the CPU affinity to the container's CPU quota (see docker/cpu_quota.py).
-#  3. Starts TorchServe in the foreground with cwd = the key volume, so key_file.json (mode 600) lands
+#  1. Narrows the CPU affinity to the container's CPU quota (see docker/cpu_quota.py).
+#  2. Starts TorchServe in the foreground with cwd = the key volume, so key_file.json (mode 600) lands
 #     where the api (same UID, read-only mount) reads it; SIGTERM stops it cleanly via `torchserve --stop`.
+# The model store is read-only here: the model-store-init service (docker/model_store_init.py) installs the
+# archives baked into the image before this starts, and the api writes admins' uploads. TorchServe only
+# reads an archive, extracting it under TEMP when it registers it.
 set -euo pipefail
 
 # The image's layout; the overrides exist so the script can be exercised outside a container.
 TS_HOME=${MODEL_SERVER_HOME:-/home/model-server}
 KEYS_DIR=$TS_HOME/keys
 MODEL_STORE=$TS_HOME/model-store
-BAKED_STORE=${BAKED_MODEL_STORE:-/opt/torchserve/baked-model-store}
 CONFIG=${TORCHSERVE_CONFIG:-/etc/torchserve/config.properties}
 DEPLOY_DIR=${DEPLOY_DIR:-/opt/deploy}
 
 log() { echo "[entrypoint] $*"; }
-
-# The image owns the archive names it ships: a rebuilt image replaces them (copy, then rename, so a reader
-# never sees half a file). Archives that ops added under other names are left alone.
-install_baked_archives() {
-  if [[ ! -w "$MODEL_STORE" ]]; then
-    log "warning: $MODEL_STORE is not writable by uid $(id -u); serving the archives already in it"
-    return 0
-  fi
-  local src dst
-  for src in "$BAKED_STORE"/*.mar; do
-    [[ -e "$src" ]] || continue
-    dst="$MODEL_STORE/$(basename "$src")"
-    if ! cmp -s "$src" "$dst"; then
-      cp "$src" "$dst.partial.$$"
-      mv -f "$dst.partial.$$" "$dst"
-      log "model store: installed $(basename "$src") from the image"
-    fi
-  done
-}
 
 pin_to_cpu_quota() {
   local cpus
@@ -47,7 +29,6 @@ pin_to_cpu_quota() {
   fi
 }
 
-install_baked_archives
 pin_to_cpu_quota
 ls -l "$MODEL_STORE"/*.mar 2>/dev/null || log "warning: no archive in $MODEL_STORE"
 

@@ -89,11 +89,13 @@ RUN set -eu; \
 
 COPY --from=venv /opt/venv /opt/venv
 COPY --from=archives /opt/model-store /opt/torchserve/baked-model-store
-# The handlers stay in the image so ops can build more archives inside the container:
-#   docker compose exec torchserve python -m handlers.build_archive --export-path /home/model-server/model-store ...
+# The handlers stay in the image so ops can build more archives inside the container, then upload them
+# through the api (the only writer of the model store, which TorchServe mounts read-only):
+#   docker compose exec torchserve python -m handlers.build_archive --export-path /home/model-server/tmp ...
 COPY handlers/ /opt/torchserve/app/handlers/
 COPY docker/torchserve.config.properties /etc/torchserve/config.properties
-COPY docker/healthcheck.py docker/cpu_quota.py /opt/deploy/
+# model_store_init.py: docker-compose.yml's model-store-init service, which installs the baked archives.
+COPY docker/healthcheck.py docker/cpu_quota.py docker/model_store_init.py /opt/deploy/
 COPY --chmod=0755 docker/torchserve-entrypoint.sh /usr/local/bin/torchserve-entrypoint
 
 # TEMP: the JVM's java.io.tmpdir; TMPDIR: where the launcher keeps its pid file (both off the volumes).

@@ -33,6 +33,8 @@ DASHBOARD = GRAFANA / "dashboards" / "image-classification.json"
 
 CORE_SERVICES = {"proxy", "torchserve", "api", "postgres", "redis", "history-purge"}
 MONITORING_SERVICES = {"prometheus", "grafana"}
+# Run once at `docker compose up` and exit 0; what depends on them waits for that.
+ONE_SHOT_SERVICES = {"model-store-init"}
 # What the api must be given.
 REQUIRED_API_ENV = {
     "DATABASE_URL",
@@ -274,7 +276,7 @@ def app_env_names() -> frozenset[str]:
 
 
 def test_compose_file_interpolates_with_the_example_env() -> None:
-    assert set(services()) == CORE_SERVICES | MONITORING_SERVICES
+    assert set(services()) == CORE_SERVICES | MONITORING_SERVICES | ONE_SHOT_SERVICES
 
 
 @pytest.mark.parametrize("name", sorted(CORE_SERVICES | MONITORING_SERVICES))
@@ -292,17 +294,20 @@ def test_every_service_has_a_healthcheck_restart_policy_and_limits(name: str) ->
 def test_monitoring_services_are_in_the_monitoring_profile_only() -> None:
     for name in MONITORING_SERVICES:
         assert services()[name].get("profiles") == ["monitoring"], name
-    for name in CORE_SERVICES:
+    for name in CORE_SERVICES | ONE_SHOT_SERVICES:
         assert not services()[name].get("profiles"), f"{name} must start without a profile"
 
 
-def test_depends_on_waits_for_healthy_services() -> None:
+def test_depends_on_waits_for_healthy_services_and_finished_one_shots() -> None:
     api_deps = services()["api"]["depends_on"]
     assert set(api_deps) == {"postgres", "redis", "torchserve"}
     for name, service in services().items():
         deps = service.get("depends_on") or {}
         assert isinstance(deps, dict), f"{name}: depends_on needs the long form to wait for health"
         for dep, spec in deps.items():
+            if dep in ONE_SHOT_SERVICES:
+                assert spec.get("condition") == "service_completed_successfully", f"{name} -> {dep}"
+                continue
             assert spec.get("condition") == "service_healthy", f"{name} -> {dep}"
             assert healthcheck_test(services()[dep]), f"{name} waits on {dep}, which has no healthcheck"
 
@@ -320,7 +325,7 @@ def test_only_the_proxy_is_published_on_the_host() -> None:
     assert sorted(published_ports(services()["proxy"])) == [("", "443", "8443"), ("", "80", "8080")]
     assert not services()["api"].get("ports"), "the api is reached through the proxy only"
     assert [str(p) for p in services()["api"]["expose"]] == ["8000"]
-    for name in CORE_SERVICES - {"proxy"}:
+    for name in (CORE_SERVICES | ONE_SHOT_SERVICES) - {"proxy"}:
         assert not services()[name].get("ports"), f"{name} must not publish ports"
     assert not services()["prometheus"].get("ports")
     for host_ip, _, _ in published_ports(services()["grafana"]):
@@ -359,15 +364,6 @@ def test_key_file_volume_is_shared_read_only_with_the_api() -> None:
     assert read_only, "the api must not be able to write TorchServe's keys"
     key_file = environment(services()["api"])["TORCHSERVE_KEY_FILE"]
     assert key_file == f"{target}/key_file.json"
-
-
-def test_model_store_is_shared_writable_with_the_api() -> None:
-    """The api writes uploaded archives into the store TorchServe serves (POST /models/archives)."""
-    ts_mounts = mounts(services()["torchserve"])
-    ts_store = [src for src, target, _ in ts_mounts if target == "/home/model-server/model-store"]
-    assert ts_store
-    api_store = {src: (target, ro) for src, target, ro in mounts(services()["api"])}[ts_store[0]]
-    assert api_store == (environment(services()["api"])["MODEL_STORE"], False)
 
 
 def test_bind_mounts_exist_in_the_repository() -> None:
