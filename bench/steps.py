@@ -20,7 +20,14 @@ from typing import Any
 from bench import process_cpu
 from bench.checks import finalize
 from bench.images import bench_images
-from bench.runner import CellPlan, QuietGate, Target, paired_p50_difference, run_target
+from bench.runner import (
+    CellPlan,
+    QuietGate,
+    Target,
+    paired_p50_difference,
+    paired_throughput_ratio,
+    run_target,
+)
 from bench.torchserve import (
     COMPILE_MODES,
     OUR_ARCHIVE_ARGS,
@@ -172,6 +179,7 @@ class Bench:
             target.cpu_roots = [ts.process.pid, server.proc.pid]
             self._place(server.proc.pid, self.args.api_cpus)
             self.measure(target)
+            self.paired_ratios(direct, target)
             if precision == "fp32":
                 self.api_added(direct, target)
                 if "cli" in self.args.steps:
@@ -187,6 +195,15 @@ class Bench:
             res = cli_client.measure(url, token, small, self.tmp / "cli")
             self.results["cli"] = {**res, "busy_before": round(busy, 3)}
             log(f"  (e) mlsvc classify -j {res['concurrency']}: {res['images_per_s']:.2f} images/s")
+
+    def paired_ratios(self, direct: Target, full: Target) -> None:
+        """(d)/(c) at 8 clients for each image, from alternating runs on the same TorchServe."""
+        rounds, seconds = (2, 3.0) if self.args.quick else (3, 10.0)
+        for image in self.images:
+            self.gate.wait(log)
+            res = paired_throughput_ratio(direct, full, image, 8, rounds, seconds, self.tmp / "loadgen")
+            self.results.setdefault("paired_ratio", {}).setdefault(full.precision, {})[image.key] = res
+            log(f"  (d)/(c) {full.precision} {image.key} c=8, paired runs: {res['median_ratio']:.3f}")
 
     def api_added(self, direct: Target, full: Target) -> None:
         rounds, seconds = (3, 2.0) if self.args.quick else (7, 5.0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import machine, report
+from bench import checks, machine, report
 from bench.checks import RATIO_CHECKS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -70,7 +70,7 @@ def test_summary_carries_the_verdicts_and_every_cell() -> None:
     text = report.summary(results())
     small_fp32 = RATIO_CHECKS[0]
 
-    assert f"| {small_fp32[0]} | >= 1.5x | 2.00x | PASS |" in text  # (d)/(b) = 40 / 20
+    assert f"| {small_fp32[0]} | >= 2x | 2.00x | PASS |" in text  # (d)/(b) = 40 / 20
     assert text.count("| fp32 | small | 8 |") == 2
     assert "- Problem: (c)+(d) ours fast (bf16): RuntimeError: boom" in text
 
@@ -95,3 +95,19 @@ def test_isa_flags_are_read_from_the_cpu() -> None:
 
     assert list(flags) == list(machine.ISA_FLAGS)
     assert {flag for flag, present in flags.items() if present} == reported & set(machine.ISA_FLAGS)
+
+
+def test_paired_full_stack_ratios_are_held_to_nine_tenths() -> None:
+    data = results()
+    data["paired_ratio"] = {
+        "fp32": {
+            "small": {"median_ratio": 0.93, "rounds": []},
+            "12mp": {"median_ratio": 0.85, "rounds": []},
+        }
+    }
+
+    verdicts = {c.name: c.verdict for c in checks.checks(data)}
+
+    assert verdicts["(d)/(c) small JPEG, c=8, fp32, paired runs"] == "PASS"
+    assert verdicts["(d)/(c) 12 MP JPEG, c=8, fp32, paired runs"] == "MISS"
+    assert verdicts["(d)/(c) small JPEG, c=8, fast, paired runs"] == "n/a"
