@@ -79,7 +79,7 @@ def test_write_all_writes_the_full_report_and_the_committed_pair(tmp_path: Path)
     paths = report.write_all(results(), tmp_path)
 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
-    assert set(paths) == {"results.json", "results.md", "results.png", "latest.md", "latest.png"}
+    assert set(paths) == {"results.json", "results.md", "results.png", "latest.md", "latest.png", "cpu"}
     assert paths["latest.md"].read_text() == report.summary(results())
     assert paths["latest.png"].read_bytes().startswith(PNG_MAGIC)
     assert paths["latest.png"].read_bytes() == paths["results.png"].read_bytes()
@@ -111,3 +111,26 @@ def test_paired_full_stack_ratios_are_held_to_nine_tenths() -> None:
     assert verdicts["(d)/(c) small JPEG, c=8, fp32, paired runs"] == "PASS"
     assert verdicts["(d)/(c) 12 MP JPEG, c=8, fp32, paired runs"] == "MISS"
     assert verdicts["(d)/(c) small JPEG, c=8, fast, paired runs"] == "n/a"
+
+
+def test_a_full_run_is_also_kept_for_its_kind_of_cpu(tmp_path: Path) -> None:
+    data = results()
+    data["meta"]["isa_flags"] = {"avx512f": True, "avx512_bf16": True, "amx_bf16": False}
+    data["meta"]["cpu"] = "AMD EPYC 9R14"
+
+    paths = report.write_all(data, tmp_path)
+
+    assert paths["cpu"].name == "cpu-amd-epyc-avx512-bf16.md"
+    assert paths["cpu"].read_text() == paths["latest.md"].read_text()
+
+
+def test_cpu_kinds_name_the_fastest_bf16_path() -> None:
+    amx = {"avx512f": True, "avx512_bf16": True, "amx_bf16": True}
+
+    kinds = [
+        machine.cpu_kind("Intel(R) Xeon(R) Platinum 8488C", amx),
+        machine.cpu_kind("AMD EPYC", {"avx512f": True, "avx512_bf16": True}),
+        machine.cpu_kind("Some CPU", {"avx2": True}),
+    ]
+
+    assert kinds == ["intel-xeon-amx", "amd-epyc-avx512-bf16", "other-cpu-avx2"]
