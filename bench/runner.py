@@ -37,7 +37,7 @@ class Target:
     """One measured path: where to send, how to encode, and what to call it in the report."""
 
     path: str  # "b", "c", "d"
-    precision: str  # "fp32" or "bf16"
+    precision: str  # "fp32", or "fast" (``--precision auto``)
     label: str
     url: str
     headers: dict[str, str]

@@ -35,6 +35,7 @@ from bench.torchserve import (
     build_our_archive,
     build_stock_archive,
     inference_headers,
+    post_bytes,
     predict_url,
     serve,
 )
@@ -57,6 +58,16 @@ def run_json_module(module: str, *module_args: str, timeout: float = 900.0) -> A
     if proc.returncode != 0:
         raise RuntimeError(f"{module} exited {proc.returncode}: {proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def served_precision(ts: TorchServe) -> str | None:
+    """The precision a served archive answers in (``fast`` resolves to one at build), from one answer."""
+    small = next(image for image in bench_images() if image.key == "small")
+    status, body = post_bytes(predict_url(ts), small.data, inference_headers(ts))
+    if status != 200:
+        return None
+    precision: str | None = json.loads(body).get("model", {}).get("precision")
+    return precision
 
 
 class Bench:
@@ -155,6 +166,7 @@ class Bench:
             self._record_server(f"c_{precision}", ts)
             builder_args = [*OUR_ARCHIVE_ARGS, *COMPILE_MODES[self.args.compile_mode]]
             self.results["servers"][f"c_{precision}"]["builder_args"] = " ".join(builder_args)
+            self.results["servers"][f"c_{precision}"]["serves"] = served_precision(ts)
             target = Target("c", precision, f"(c) ours {precision}", predict_url(ts), inference_headers(ts))
             target.fields = ["timings_ms.preprocess", "timings_ms.inference"]
             target.metrics_url = ts.metrics_url
