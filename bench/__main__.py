@@ -9,7 +9,7 @@ Order, one server stack at a time, so that each has the machine to itself:
    TorchServe: start, measure; then the API-added latency from alternating (c)/(d) runs; then (e), the
    ``mlsvc`` command-line client on a 200-image folder against that (d) (step "cli", run with "ours");
    stop both;
-5. the same (c)/(d) pair with the ``fast`` (bf16) archive;
+5. the same (c)/(d) pair with the ``fast`` archive: ``--precision auto``, what ``FAST=1 make run`` serves;
 6. GET /stats over seeded history rows, SQLite then PostgreSQL.
 
 A step that fails is recorded under "errors" and the run goes on; the report then marks the ratios that
@@ -166,7 +166,7 @@ def run_steps(bench: Bench) -> None:
         "decode": ("decode micro-bench", bench.decode),
         "stock": ("(b) stock image_classifier", bench.stock),
         "ours": ("(c)+(d) ours fp32", lambda: bench.ours("fp32")),
-        "fast": ("(c)+(d) ours fast (bf16)", lambda: bench.ours("bf16")),
+        "fast": ("(c)+(d) ours fast (--precision auto)", lambda: bench.ours("fast")),
     }
     for key, (name, fn) in steps.items():
         if key in bench.args.steps:

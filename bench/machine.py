@@ -42,6 +42,24 @@ def isa_flags() -> dict[str, bool]:
     return {flag: flag in flags for flag in ISA_FLAGS}
 
 
+def cpu_kind(cpu: str, flags: dict[str, bool] | None) -> str:
+    """A file-name slug for the kind of CPU a run measured: vendor and its fastest bf16 path, e.g.
+    ``amd-epyc-avx512-bf16`` or ``intel-xeon-amx``. Runs on the same kind of CPU share a results file."""
+    name = cpu.lower()
+    vendor = next((v for v in ("epyc", "xeon", "ryzen", "core") if v in name), "cpu")
+    maker = "amd" if vendor in ("epyc", "ryzen") or "amd" in name else "intel" if "intel" in name else "other"
+    flags = flags or {}
+    if flags.get("amx_bf16"):
+        path = "amx"
+    elif flags.get("avx512_bf16"):
+        path = "avx512-bf16"
+    elif flags.get("avx512f"):
+        path = "avx512"
+    else:
+        path = "avx2" if flags.get("avx2") else "baseline"
+    return f"{maker}-{vendor}-{path}"
+
+
 def describe() -> dict[str, Any]:
     """The machine and software part of a run's ``meta``."""
     import torch

@@ -79,7 +79,7 @@ def plot(results: dict[str, Any], out: Path) -> None:
 
 
 def _draw_model_alone(ax: Any, results: dict[str, Any]) -> None:
-    styles = {"fp32": ("--", "dimgray"), "bf16": (":", "darkgreen")}
+    styles = {"fp32": ("--", "dimgray"), "bf16": (":", "darkgreen"), "fast": (":", "darkgreen")}
     for precision, res in results.get("model_alone", {}).items():
         style, color = styles.get(precision, ("-.", "black"))
         ax.axhline(

@@ -14,7 +14,7 @@ from typing import Any
 
 from bench import tables
 from bench.checks import checks, finalize
-from bench.machine import isa_summary
+from bench.machine import cpu_kind, isa_summary
 
 
 def run_line(meta: dict[str, Any]) -> str:
@@ -114,7 +114,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def write_all(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write results.json, results.md, results.png, latest.md and latest.png; returns their paths."""
+    """Write results.json, results.md, results.png, latest.md and latest.png; returns their paths. A full
+    run also writes cpu-<kind>.md, the summary kept for its kind of CPU (``machine.cpu_kind``)."""
     from bench.plot import plot
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +126,11 @@ def write_all(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     paths["latest.md"].write_text(summary(results))
     plot(results, paths["results.png"])
     paths["latest.png"] = Path(shutil.copyfile(paths["results.png"], out_dir / "latest.png"))
+    meta = results.get("meta", {})
+    if meta.get("mode") == "full":
+        kind = cpu_kind(str(meta.get("cpu", "?")), meta.get("isa_flags"))
+        paths["cpu"] = out_dir / f"cpu-{kind}.md"
+        paths["cpu"].write_text(paths["latest.md"].read_text())
     return paths
 
 

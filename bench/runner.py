@@ -37,7 +37,7 @@ class Target:
     """One measured path: where to send, how to encode, and what to call it in the report."""
 
     path: str  # "b", "c", "d"
-    precision: str  # "fp32" or "bf16"
+    precision: str  # "fp32", or "fast" (``--precision auto``)
     label: str
     url: str
     headers: dict[str, str]
@@ -285,4 +285,47 @@ def paired_p50_difference(
         "rounds": rounds_out,
         "seconds_per_run": seconds,
         "median_diff_ms": statistics.median(r["diff"] for r in rounds_out),
+    }
+
+
+def paired_throughput_ratio(
+    base: Target,
+    other: Target,
+    image: BenchImage,
+    concurrency: int,
+    rounds: int,
+    seconds: float,
+    work: Path,
+) -> dict[str, Any]:
+    """Throughput of ``other`` over ``base`` at ``concurrency`` clients, from alternating short runs.
+
+    (d) sits in front of (c)'s TorchServe, and their cells are minutes apart; TorchServe's own throughput
+    drifts over minutes by more than the few percent the API costs. Alternating B, A, B, A... on the same
+    server and taking the median of the per-round ratios cancels that drift, as ``paired_p50_difference``
+    does for latency.
+    """
+    plan = CellPlan(
+        duration_s={concurrency: seconds}, warmup_s=1.0, gate=QuietGate(max_wait_s=0.0, budget_s=0.0)
+    )
+    specs = {
+        t.path: write_spec(t, image, concurrency, plan, work / f"paired_{t.path}_c{concurrency}")
+        for t in (base, other)
+    }
+    rounds_out = []
+    try:
+        for _ in range(rounds):
+            rates = {path: run_loadgen(spec)["throughput_rps"] for path, spec in specs.items()}
+            ratio = rates[other.path] / rates[base.path] if rates[base.path] else float("nan")
+            rounds_out.append({**rates, "ratio": ratio})
+    finally:
+        for spec in specs.values():
+            spec.with_suffix(".body").unlink(missing_ok=True)
+    return {
+        "base": base.path,
+        "other": other.path,
+        "image": image.key,
+        "concurrency": concurrency,
+        "rounds": rounds_out,
+        "seconds_per_run": seconds,
+        "median_ratio": statistics.median(r["ratio"] for r in rounds_out),
     }

@@ -20,7 +20,14 @@ from typing import Any
 from bench import process_cpu
 from bench.checks import finalize
 from bench.images import bench_images
-from bench.runner import CellPlan, QuietGate, Target, paired_p50_difference, run_target
+from bench.runner import (
+    CellPlan,
+    QuietGate,
+    Target,
+    paired_p50_difference,
+    paired_throughput_ratio,
+    run_target,
+)
 from bench.torchserve import (
     COMPILE_MODES,
     OUR_ARCHIVE_ARGS,
@@ -28,6 +35,7 @@ from bench.torchserve import (
     build_our_archive,
     build_stock_archive,
     inference_headers,
+    post_bytes,
     predict_url,
     serve,
 )
@@ -50,6 +58,16 @@ def run_json_module(module: str, *module_args: str, timeout: float = 900.0) -> A
     if proc.returncode != 0:
         raise RuntimeError(f"{module} exited {proc.returncode}: {proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def served_precision(ts: TorchServe) -> str | None:
+    """The precision a served archive answers in (``fast`` resolves to one at build), from one answer."""
+    small = next(image for image in bench_images() if image.key == "small")
+    status, body = post_bytes(predict_url(ts), small.data, inference_headers(ts))
+    if status != 200:
+        return None
+    precision: str | None = json.loads(body).get("model", {}).get("precision")
+    return precision
 
 
 class Bench:
@@ -148,6 +166,7 @@ class Bench:
             self._record_server(f"c_{precision}", ts)
             builder_args = [*OUR_ARCHIVE_ARGS, *COMPILE_MODES[self.args.compile_mode]]
             self.results["servers"][f"c_{precision}"]["builder_args"] = " ".join(builder_args)
+            self.results["servers"][f"c_{precision}"]["serves"] = served_precision(ts)
             target = Target("c", precision, f"(c) ours {precision}", predict_url(ts), inference_headers(ts))
             target.fields = ["timings_ms.preprocess", "timings_ms.inference"]
             target.metrics_url = ts.metrics_url
@@ -172,6 +191,7 @@ class Bench:
             target.cpu_roots = [ts.process.pid, server.proc.pid]
             self._place(server.proc.pid, self.args.api_cpus)
             self.measure(target)
+            self.paired_ratios(direct, target)
             if precision == "fp32":
                 self.api_added(direct, target)
                 if "cli" in self.args.steps:
@@ -187,6 +207,15 @@ class Bench:
             res = cli_client.measure(url, token, small, self.tmp / "cli")
             self.results["cli"] = {**res, "busy_before": round(busy, 3)}
             log(f"  (e) mlsvc classify -j {res['concurrency']}: {res['images_per_s']:.2f} images/s")
+
+    def paired_ratios(self, direct: Target, full: Target) -> None:
+        """(d)/(c) at 8 clients for each image, from alternating runs on the same TorchServe."""
+        rounds, seconds = (2, 3.0) if self.args.quick else (3, 10.0)
+        for image in self.images:
+            self.gate.wait(log)
+            res = paired_throughput_ratio(direct, full, image, 8, rounds, seconds, self.tmp / "loadgen")
+            self.results.setdefault("paired_ratio", {}).setdefault(full.precision, {})[image.key] = res
+            log(f"  (d)/(c) {full.precision} {image.key} c=8, paired runs: {res['median_ratio']:.3f}")
 
     def api_added(self, direct: Target, full: Target) -> None:
         rounds, seconds = (3, 2.0) if self.args.quick else (7, 5.0)

@@ -30,7 +30,7 @@ def current_user() -> CurrentUser | None:
 
 
 def sign_in(user: Any) -> CurrentUser:
-    """Make ``user`` (a ``tables.User``) this request's user."""
+    """Make ``user`` (a ``tables.User`` or a ``CurrentUser``) this request's user."""
     signed_in = CurrentUser(id=int(user.id), username=str(user.username), is_admin=bool(user.is_admin))
     g.current_user = signed_in
     return signed_in

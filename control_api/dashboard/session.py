@@ -16,6 +16,7 @@ from flask_jwt_extended import current_user, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
 
+from ..auth.identity import CurrentUser
 from ..auth.users import find_user
 from ..tables import User
 
@@ -32,14 +33,14 @@ def configure(app: Flask) -> None:
     )
 
 
-def cookie_user() -> User | None:
+def cookie_user() -> CurrentUser | None:
     """The user of the request's cookie-held token, or None (no cookie, expired, revoked, forged)."""
     try:
         verify_jwt_in_request(locations=["cookies"])
     except (JWTExtendedException, PyJWTError):
         return None
     user: Any = current_user
-    return user if isinstance(user, User) else None
+    return user if isinstance(user, CurrentUser) else None
 
 
 def check_login(username: str, password: str) -> User | None:

@@ -19,6 +19,7 @@ from werkzeug.exceptions import ClientDisconnected
 from ..body_limits import STREAMED_ENDPOINTS, refuse_long_url, refuse_oversized_upload
 from ..errors import APIError
 from .history_entry import current_entry
+from .multipart_form import InMemoryFormDataParser
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,8 +29,11 @@ class UploadRequest(Request):
 
     A 12 MP photo then costs no file creation, disk write and read back, and goes upstream as the same
     buffer (``Upload.of``). Memory is bounded: a request body is at most MAX_CONTENT_LENGTH, so a
-    process holds at most that times its threads.
+    process holds at most that times its threads. The body, read in one piece, is parsed in one piece
+    (``multipart_form``).
     """
+
+    form_data_parser_class = InMemoryFormDataParser
 
     def _get_file_stream(
         self,

@@ -69,3 +69,12 @@ def test_links_the_plot_next_to_the_summary(files: tuple[Path, Path]) -> None:
 def test_refuses_a_readme_without_one_pair_of_markers(text: str) -> None:
     with pytest.raises(ValueError, match="bench:begin"):
         readme.splice(text, "section")
+
+
+def test_links_the_full_runs_kept_per_kind_of_cpu(files: tuple[Path, Path]) -> None:
+    readme_path, latest = files
+    (latest.parent / "cpu-amd-epyc-avx512-bf16.md").write_text("### Latest run: earlier\n")
+
+    readme.main(["--readme", str(readme_path), "--latest", str(latest)])
+
+    assert "[amd-epyc-avx512-bf16](results/cpu-amd-epyc-avx512-bf16.md)" in readme_path.read_text()

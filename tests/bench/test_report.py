@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import machine, report
+from bench import checks, machine, report
 from bench.checks import RATIO_CHECKS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -70,7 +70,7 @@ def test_summary_carries_the_verdicts_and_every_cell() -> None:
     text = report.summary(results())
     small_fp32 = RATIO_CHECKS[0]
 
-    assert f"| {small_fp32[0]} | >= 1.5x | 2.00x | PASS |" in text  # (d)/(b) = 40 / 20
+    assert f"| {small_fp32[0]} | >= 2x | 2.00x | PASS |" in text  # (d)/(b) = 40 / 20
     assert text.count("| fp32 | small | 8 |") == 2
     assert "- Problem: (c)+(d) ours fast (bf16): RuntimeError: boom" in text
 
@@ -79,7 +79,7 @@ def test_write_all_writes_the_full_report_and_the_committed_pair(tmp_path: Path)
     paths = report.write_all(results(), tmp_path)
 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
-    assert set(paths) == {"results.json", "results.md", "results.png", "latest.md", "latest.png"}
+    assert set(paths) == {"results.json", "results.md", "results.png", "latest.md", "latest.png", "cpu"}
     assert paths["latest.md"].read_text() == report.summary(results())
     assert paths["latest.png"].read_bytes().startswith(PNG_MAGIC)
     assert paths["latest.png"].read_bytes() == paths["results.png"].read_bytes()
@@ -95,3 +95,42 @@ def test_isa_flags_are_read_from_the_cpu() -> None:
 
     assert list(flags) == list(machine.ISA_FLAGS)
     assert {flag for flag, present in flags.items() if present} == reported & set(machine.ISA_FLAGS)
+
+
+def test_paired_full_stack_ratios_are_held_to_nine_tenths() -> None:
+    data = results()
+    data["paired_ratio"] = {
+        "fp32": {
+            "small": {"median_ratio": 0.93, "rounds": []},
+            "12mp": {"median_ratio": 0.85, "rounds": []},
+        }
+    }
+
+    verdicts = {c.name: c.verdict for c in checks.checks(data)}
+
+    assert verdicts["(d)/(c) small JPEG, c=8, fp32, paired runs"] == "PASS"
+    assert verdicts["(d)/(c) 12 MP JPEG, c=8, fp32, paired runs"] == "MISS"
+    assert verdicts["(d)/(c) small JPEG, c=8, fast, paired runs"] == "n/a"
+
+
+def test_a_full_run_is_also_kept_for_its_kind_of_cpu(tmp_path: Path) -> None:
+    data = results()
+    data["meta"]["isa_flags"] = {"avx512f": True, "avx512_bf16": True, "amx_bf16": False}
+    data["meta"]["cpu"] = "AMD EPYC 9R14"
+
+    paths = report.write_all(data, tmp_path)
+
+    assert paths["cpu"].name == "cpu-amd-epyc-avx512-bf16.md"
+    assert paths["cpu"].read_text() == paths["latest.md"].read_text()
+
+
+def test_cpu_kinds_name_the_fastest_bf16_path() -> None:
+    amx = {"avx512f": True, "avx512_bf16": True, "amx_bf16": True}
+
+    kinds = [
+        machine.cpu_kind("Intel(R) Xeon(R) Platinum 8488C", amx),
+        machine.cpu_kind("AMD EPYC", {"avx512f": True, "avx512_bf16": True}),
+        machine.cpu_kind("Some CPU", {"avx2": True}),
+    ]
+
+    assert kinds == ["intel-xeon-amx", "amd-epyc-avx512-bf16", "other-cpu-avx2"]
