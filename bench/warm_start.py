@@ -42,7 +42,7 @@ import psutil
 from bench.api import _login, multipart_body
 from bench.images import BenchImage, small_jpeg
 from bench.torchserve import REPO, post_bytes
-from launcher.process_group import stop_group
+from launcher.process_group import group_alive, stop_group
 from launcher.torchserve_process import PORT_KEYS, free_ports, write_config
 
 RUN_SH = REPO / "scripts" / "run.sh"
@@ -152,20 +152,35 @@ def _forward(url: str, token: str, image: BenchImage) -> tuple[float, dict[str, 
     return ms, json.loads(answer)
 
 
-def _stop(proc: subprocess.Popen[bytes], instance: Path) -> None:
-    """Stop the copy as Ctrl-C stops `make run` (run.sh's trap runs scripts/stop.sh), then what is left."""
+def _stop(proc: subprocess.Popen[bytes], home: Path) -> None:
+    """Stop the copy as `make run` stops: run.sh's trap runs scripts/stop.sh. Should anything outlive that,
+    the supervisor (it stops TorchServe's session), TorchServe itself, then what is left of run.sh's group."""
     with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGINT)
+        proc.terminate()  # SIGTERM: SIGINT may be ignored by a shell started from a background job
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=STOP_TIMEOUT_S)
-    stop_group(proc, graceful=False)  # run.sh's own group: boot.sh / gunicorn, should any remain
-    # TorchServe runs in its supervisor's session, which stop.sh ends; should it still run, end it here.
-    pidfile = instance / "torchserve.supervisor.pid"
+    instance = home / "instance"
+    for pidfile in (
+        instance / "torchserve.supervisor.pid",
+        instance / "torchserve" / "tmp" / ".model_server.pid",
+    ):
+        _end_group_of(pidfile, home)
+    stop_group(proc, graceful=False)
+
+
+def _end_group_of(pidfile: Path, home: Path) -> None:
+    """SIGTERM the process group of the process ``pidfile`` names, if that process belongs to the copy under
+    ``home``; SIGKILL what is left after ``STOP_TIMEOUT_S``."""
     with contextlib.suppress(OSError, ValueError, psutil.Error):
-        supervisor = psutil.Process(int(pidfile.read_text()))
-        if "launcher.supervise" in supervisor.cmdline():
-            supervisor.terminate()
-            supervisor.wait(STOP_TIMEOUT_S)
+        pid = int(pidfile.read_text())
+        if str(home) not in " ".join(psutil.Process(pid).cmdline()):
+            return  # a stale pid file: that pid is someone else's now
+        pgid = os.getpgid(pid)
+        os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def time_first_answer(home: Path, store: Path, archive: str, image: BenchImage) -> dict[str, Any]:
@@ -194,7 +209,7 @@ def time_first_answer(home: Path, store: Path, archive: str, image: BenchImage) 
         seconds_to_first = time.monotonic() - t0
         next_ms = [_forward(url, token, image)[0] for _ in range(NEXT_REQUESTS)]
     finally:
-        _stop(proc, home / "instance")
+        _stop(proc, home)
     model_log = home / "logs" / "torchserve" / "model_log.log"
     served = served_as(model_log.read_text(errors="replace")) if model_log.is_file() else []
     return {**summarize(seconds_to_first, first_ms, next_ms, served), "model": answer.get("model")}
