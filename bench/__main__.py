@@ -10,7 +10,9 @@ Order, one server stack at a time, so that each has the machine to itself:
    ``mlsvc`` command-line client on a 200-image folder against that (d) (step "cli", run with "ours");
    stop both;
 5. the same (c)/(d) pair with the ``fast`` archive: ``--precision auto``, what ``FAST=1 make run`` serves;
-6. GET /stats over seeded history rows, SQLite then PostgreSQL.
+6. warm ``make run``: its archive built as the Makefile builds it, then seconds from scripts/run.sh's start
+   to the first /forward answer, and whether that answer came at compiled speed (``bench.warm_start``);
+7. GET /stats over seeded history rows, SQLite then PostgreSQL.
 
 A step that fails is recorded under "errors" and the run goes on; the report then marks the ratios that
 depend on it "n/a". Partial results are written after every step. At the end ``bench.report`` writes
@@ -38,7 +40,7 @@ from bench.steps import Bench, log
 from bench.torchserve import REPO
 
 RESULTS_DIR = REPO / "bench" / "results"
-ALL_STEPS = ("alone", "decode", "stock", "ours", "cli", "fast", "stats")
+ALL_STEPS = ("alone", "decode", "stock", "ours", "cli", "fast", "warmstart", "stats")
 # OpenMP's idle-thread behaviour: spinning threads in a TorchServe worker take the core the API needs.
 THREAD_KNOBS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0", "GOMP_SPINCOUNT": "0"}
 
@@ -167,6 +169,7 @@ def run_steps(bench: Bench) -> None:
         "stock": ("(b) stock image_classifier", bench.stock),
         "ours": ("(c)+(d) ours fp32", lambda: bench.ours("fp32")),
         "fast": ("(c)+(d) ours fast (--precision auto)", lambda: bench.ours("fast")),
+        "warmstart": ("warm make run", bench.warm_start),
     }
     for key, (name, fn) in steps.items():
         if key in bench.args.steps:

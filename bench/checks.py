@@ -20,6 +20,7 @@ class Check:
     bound: float | None  # None: informational, no target
     value: float | None
     unit: str = "x"
+    unmet: str | None = None  # a condition besides the bound that the run did not meet: MISS, and why
 
     @property
     def verdict(self) -> str:
@@ -27,6 +28,8 @@ class Check:
             return "info"
         if self.value is None or math.isnan(self.value):
             return "n/a"
+        if self.unmet:
+            return "MISS"
         ok = self.value >= self.bound if self.op == ">=" else self.value <= self.bound
         return "PASS" if ok else "MISS"
 
@@ -92,6 +95,36 @@ PAIRED_RATIO_BOUND = 0.9
 API_LATENCY_BOUND_MS = 5.0
 CLI_RATIO_BOUND = 0.9  # mlsvc classify on a folder, against (d) at the same concurrency
 STATS_BOUND_MS = 100.0
+WARM_START_BOUND_S = 60.0  # warm `make run` to the first /forward answer (bench.warm_start)
+# The first /forward's latency against the median of the next ones: above, the first call paid for a compile.
+WARM_FIRST_CALL_RATIO = 1.5
+
+
+def warm_start_unmet(warm: dict[str, Any]) -> str | None:
+    """Why the warm start's first answer was not at compiled speed, or None: the workers' load lines must
+    say the compiled package serves ("... AOT") and the first latency be near the next ones'."""
+    served = str(warm.get("served_as", "unknown"))
+    if not served.endswith("AOT") or "," in served:
+        return f"served as {served}, not the compiled package alone"
+    first, median = warm.get("first_ms"), warm.get("next_median_ms")
+    if not first or not median:
+        return "no latencies recorded"
+    if first > WARM_FIRST_CALL_RATIO * median:
+        return f"first answer {first:.0f} ms, {first / median:.1f}x the median of the next ones"
+    return None
+
+
+def warm_start_check(results: dict[str, Any]) -> Check:
+    """Warm `make run`: seconds to the first /forward answer, which must come at compiled speed."""
+    warm = results.get("warm_start") or {}
+    return Check(
+        f"warm make run: first /forward (compiled) within {WARM_START_BOUND_S:g} s",
+        "<=",
+        WARM_START_BOUND_S,
+        warm.get("seconds_to_first_answer"),
+        "s",
+        warm_start_unmet(warm) if warm else None,
+    )
 
 
 def checks(results: dict[str, Any]) -> list[Check]:
@@ -134,6 +167,7 @@ def checks(results: dict[str, Any]) -> list[Check]:
             series = stats.get(f"timeseries_{bucket}", {}).get("median_ms")
             name = f"GET /stats/timeseries?bucket={bucket}, {backend}, {rows}, {span}"
             out.append(Check(name, "<=", STATS_BOUND_MS, series, "ms"))
+    out.append(warm_start_check(results))
     return out
 
 

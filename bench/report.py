@@ -43,6 +43,18 @@ def load_line(meta: dict[str, Any]) -> str:
     return f"Random seeded weights. Load: {meta.get('clients_note', '?')}."
 
 
+def warm_start_line(warm: dict[str, Any]) -> str:
+    """The warm `make run` step's figures (bench.warm_start), its check's inputs."""
+    build = warm.get("archive_build_s")
+    built = f"archive built in {build:.0f} s first, not counted; " if build is not None else ""
+    return (
+        f"- Warm `make run` ({built}scripts/run.sh on a private instance): the first `POST /forward` "
+        f"answered {warm['seconds_to_first_answer']:.1f} s after the start, by {warm['workers']} worker(s) "
+        f"serving {warm['served_as']}; that first answer took {warm['first_ms']:.0f} ms, the next "
+        f"{len(warm['next_ms'])} a median of {warm['next_median_ms']:.0f} ms"
+    )
+
+
 def notes(results: dict[str, Any]) -> list[str]:
     """The short facts the summary lists under its tables."""
     lines = [
@@ -56,6 +68,8 @@ def notes(results: dict[str, Any]) -> list[str]:
             f"- (e) `mlsvc classify -j {cli['concurrency']}` on a {cli['images']}-image folder: "
             f"{cli['images_per_s']:.2f} images/s ({cli['seconds']:.1f} s, process start included)"
         )
+    if results.get("warm_start"):
+        lines.append(warm_start_line(results["warm_start"]))
     lines += tables.servers_lines(results)
     lines += tables.sanity_lines(results)
     lines += [f"- Problem: {error}" for error in results.get("errors", [])]

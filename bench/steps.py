@@ -225,6 +225,15 @@ class Bench:
         self.results["api_added"] = res
         log(f"  API-added p50, paired (c)/(d) runs, small, c=1: {res['median_diff_ms']:.2f} ms")
 
+    def warm_start(self) -> None:
+        """Warm `make run`: its archive built first (not timed against the target), then seconds from
+        scripts/run.sh's start to the first /forward answer (``bench.warm_start``)."""
+        from bench import warm_start
+
+        self.results["warm_start"] = warm_start.measure(
+            self.tmp / "warm_start", log, wait_idle=lambda: self.gate.wait(log)
+        )
+
     def stats(self) -> None:
         from bench import stats_seed
 

@@ -32,7 +32,8 @@ def checks_table(items: list[Check]) -> str:
     lines = ["| Target | Required | Measured | Verdict |", "|---|---|---|---|"]
     for c in items:
         measured = f"{_fmt(c.value)} {c.unit}".replace(" x", "x") if c.value is not None else "n/a"
-        lines.append(f"| {c.name} | {_bound(c)} | {measured} | {c.verdict} |")
+        why = f": {c.unmet}" if c.unmet and c.verdict == "MISS" else ""
+        lines.append(f"| {c.name} | {_bound(c)} | {measured} | {c.verdict}{why} |")
     return "\n".join(lines)
 
 
