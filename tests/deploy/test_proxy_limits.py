@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from typing import Any
 import pytest
 
 from control_api.config import finalize, from_env
+from tests.deploy.proxy_server import CADDYFILE, caddy_binary
 from tests.deploy.test_compose import ENV_EXAMPLE, environment, interpolate_text, raw_compose, read_env_file
-from tests.deploy.test_proxy import CADDYFILE, _caddy
 
 MIB = 1024 * 1024
 ARCHIVES = "/models/archives"
@@ -39,10 +40,11 @@ def _handlers(node: Any) -> list[dict[str, Any]]:
     return found
 
 
-def _proxy_body_limits(proxy_env: dict[str, str]) -> dict[str, int]:
-    """request_body max_size of the HTTPS site's routes, by the path each matches ('*': every other)."""
+def _proxy_body_limits(proxy_env: dict[str, str]) -> tuple[dict[str, int], dict[str, int]]:
+    """request_body max_size of the HTTPS site's routes, and the Content-Length each refuses at once (its
+    expression matcher), by the path each matches ('*': every other)."""
     adapted = subprocess.run(
-        [_caddy(), "adapt", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+        [caddy_binary(), "adapt", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
         env={"PATH": os.environ.get("PATH", ""), **proxy_env},
         capture_output=True,
         check=True,
@@ -50,13 +52,16 @@ def _proxy_body_limits(proxy_env: dict[str, str]) -> dict[str, int]:
     servers = json.loads(adapted.stdout)["apps"]["http"]["servers"].values()
     (https,) = [server for server in servers if server["listen"] == [":8443"]]
     limits: dict[str, int] = {}
+    declared: dict[str, int] = {}
     for site in https["routes"]:
         for handler in site["handle"]:
             for route in handler.get("routes", []):
                 paths = [path for match in route.get("match", []) for path in match.get("path", [])]
                 for limit in [h for h in _handlers(route) if h["handler"] == "request_body"]:
                     limits.update(dict.fromkeys(paths or ["*"], limit["max_size"]))
-    return limits
+                for over in re.findall(r"Content-Length}\) > (\d+)\)", json.dumps(route)):
+                    declared.update(dict.fromkeys(paths or ["*"], int(over)))
+    return limits, declared
 
 
 @pytest.mark.parametrize("env_file", [ENV_EXAMPLE, None], ids=["env-example", "compose-defaults"])
@@ -69,9 +74,10 @@ def test_the_proxy_passes_every_body_the_api_accepts_and_little_more(
     api_config["TESTING"] = True  # no secrets needed to derive the limits
     finalize(api_config)
 
-    limits = _proxy_body_limits(proxy_env)
+    limits, declared = _proxy_body_limits(proxy_env)
 
     assert set(limits) == {ARCHIVES, "*"}
+    assert declared == limits
     upload, archive = api_config["MAX_CONTENT_LENGTH"], api_config["MAX_ARCHIVE_CONTENT_LENGTH"]
     assert upload <= limits["*"] <= upload + MIB
     assert archive <= limits[ARCHIVES] <= archive + MIB
