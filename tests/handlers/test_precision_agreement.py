@@ -26,7 +26,7 @@ import requests
 from PIL import Image
 
 import build_archive
-from archive_compile import random_view
+from archive_quantize import random_view
 from launcher.torchserve_process import TorchServe
 from tests.handlers.conftest import registered
 
