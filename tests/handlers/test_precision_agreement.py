@@ -1,21 +1,30 @@
-"""bf16, int8 and ahead-of-time compiled archives answer like fp32, through OUR handler in a real TorchServe.
+"""bf16, int8, ahead-of-time compiled and auto archives answer like fp32, through OUR handler in a real
+TorchServe.
 
 The reference set is the pretrained EfficientNet-Lite0 on views of scikit-image's photos (other photos than
 the ones that calibrate int8): several crops of each, every other one mirrored. Each archive of the same
 weights - eager fp32 (the reference), bf16 eager and compiled at build, int8 (quantized and compiled at
-build), fp32 compiled at build - classifies every view, and:
+build), fp32 compiled at build, ``--precision auto`` - classifies every view, and:
 
-- top-1 agrees with fp32 on at least 98 % of the views the fp32 model recognises (top-1 probability at
-  least ``RECOGNISED``; where two classes are near a tie any rounding decides between them);
+- top-1 agrees with fp32 on at least 98 % of the views fp32 decides: its top-1 logit at least
+  ``NEAR_TIE`` above the runner-up's (top-1 probability at least 1.105 x the second's). Where two classes
+  are nearer than that, any rounding decides between them: on this set two views are within 0.02 of a tie
+  and eight within 0.1, and no precision but fp32 keeps them all. Over all 132 views bf16 (eager) agrees
+  on 127 and int8 on 127 to 130 (7-bit activations on CPUs without VNNI, 8-bit with), under the 130 that
+  98 % needs; on the 124 decided views both stay within the two disagreements it allows;
 - the labelled photos (cat, coffee, rocket) keep their top-5 hits: no view whose fp32 top 5 holds one of
   the photo's classes loses it in the other precision;
-- every answer names the precision that served it.
+- every answer names the precision that served it; auto serves the fastest candidate its build timed
+  whose accuracy check passed.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import math
 import re
+import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,8 +34,10 @@ import pytest
 import requests
 from PIL import Image
 
+import archive_precision
 import build_archive
 from archive_quantize import random_view
+from classifier_cpu import cpu_flags
 from launcher.torchserve_process import TorchServe
 from tests.handlers.conftest import registered
 
@@ -37,7 +48,7 @@ LABELLED = {
 }
 OTHERS = ("immunohistochemistry", "retina", "camera", "page", "clock", "moon", "coins")
 VIEWS = 12
-RECOGNISED = 0.3
+NEAR_TIE = 0.1
 MIN_AGREEMENT = 0.98
 
 
@@ -90,6 +101,11 @@ def bf16_aot(torchserve: TorchServe) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def int8(torchserve: TorchServe) -> Iterator[str]:
     yield from build_and_register(torchserve, "lite0_int8", "--precision", "int8")
+
+
+@pytest.fixture(scope="module")
+def auto(torchserve: TorchServe) -> Iterator[str]:
+    yield from build_and_register(torchserve, "lite0_auto", "--precision", "auto")
 
 
 @pytest.fixture(scope="module")
@@ -154,17 +170,49 @@ def test_precision_agrees_with_fp32(
 
     assert served_as(torchserve, model) == served
     assert {a["model"]["precision"] for a in answers} == {precision}
-    recognised = [
-        (ref, ans)
-        for ref, ans in zip(fp32_answers, answers, strict=True)
-        if ref["predictions"][0]["probability"] >= RECOGNISED
-    ]
-    assert len(recognised) >= len(reference_set) // 3, "too few recognised views to measure agreement"
-    agreeing = sum(top5(ref)[0] == top5(ans)[0] for ref, ans in recognised)
-    assert agreeing / len(recognised) >= MIN_AGREEMENT, f"{agreeing} of {len(recognised)} agree"
+    assert_agrees_with_fp32(reference_set, fp32_answers, answers)
+
+
+def decided(answer: dict[str, Any]) -> bool:
+    """fp32's top-1 is at least ``NEAR_TIE`` (in logits: log-probabilities) above its runner-up."""
+    first, second = (p["probability"] for p in answer["predictions"][:2])
+    return math.log(first) - math.log(second) >= NEAR_TIE
+
+
+def assert_agrees_with_fp32(
+    reference_set: list[tuple[str, bytes]], fp32_answers: list[dict[str, Any]], answers: list[dict[str, Any]]
+) -> None:
+    pairs = [(ref, ans) for ref, ans in zip(fp32_answers, answers, strict=True) if decided(ref)]
+    assert len(pairs) >= len(reference_set) * 3 // 4, "too few decided views to measure agreement"
+    agreeing = sum(top5(ref)[0] == top5(ans)[0] for ref, ans in pairs)
+    assert agreeing / len(pairs) >= MIN_AGREEMENT, f"{agreeing} of {len(pairs)} agree"
     for (name, _), ref, ans in zip(reference_set, fp32_answers, answers, strict=True):
         if name in LABELLED:
             assert hits(name, ans) or not hits(name, ref), (name, top5(ref), top5(ans))
+
+
+def test_auto_serves_the_fastest_candidate_that_matches_fp32(
+    torchserve: TorchServe,
+    auto: str,
+    reference_set: list[tuple[str, bytes]],
+    fp32_answers: list[dict[str, Any]],
+) -> None:
+    with zipfile.ZipFile(torchserve.model_store / f"{auto}.mar") as archive:
+        info = json.loads(archive.read("build_info.json"))
+
+    answers = classify(torchserve, auto, reference_set)
+
+    built, choice = info["precision"]["built"], info["aot"]["choice"]
+    timed = choice["candidates"]
+    assert sorted(timed) == sorted(archive_precision.candidates(cpu_flags())[0])
+    assert all(c["ms_per_batch"] > 0 and c["check"]["views"] > 0 for c in timed.values())
+    assert timed["fp32"]["check"]["passed"]
+    passed = {name: c["ms_per_batch"] for name, c in timed.items() if c["check"]["passed"]}
+    assert built == min(passed, key=passed.__getitem__)
+    assert info["precision"]["why"] == choice["why"]
+    assert served_as(torchserve, auto) == f"{built} AOT"
+    assert {a["model"]["precision"] for a in answers} == {built}
+    assert_agrees_with_fp32(reference_set, fp32_answers, answers)
 
 
 def test_fp32_compiled_ahead_of_time_answers_like_eager(
