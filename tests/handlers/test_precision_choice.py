@@ -88,17 +88,20 @@ def test_auto_picks_the_fastest_candidate_that_passed_its_check() -> None:
     assert archive_precision.choose(timings, {**checks, "int8": checks["bf16"]})[0] == "int8"
 
 
-def test_the_accuracy_check_counts_the_views_fp32_decides() -> None:
-    reference = torch.tensor([[5.0, 1.0, 0.0], [2.0, 1.95, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 4.0]])
-    swapped_tie = torch.tensor([[5.0, 1.0, 0.0], [1.9, 2.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 4.0]])
-    swapped_decided = torch.tensor([[5.0, 1.0, 0.0], [2.0, 1.95, 0.0], [0.0, 3.0, 1.0], [4.0, 0.0, 1.0]])
+def test_the_accuracy_check_counts_the_views_fp32_recognises() -> None:
+    reference = torch.zeros(4, 10)  # rows 0, 2, 3 recognised (top-1 over 0.3); row 1 spread over 10 classes
+    reference[0, 0], reference[1, 1], reference[2, 1], reference[3, 2] = 5.0, 0.2, 4.0, 4.0
+    unsure_changed, recognised_changed = reference.clone(), reference.clone()
+    unsure_changed[1, 5] = 0.3
+    recognised_changed[3, 7] = 4.5
 
-    assert archive_precision.agreement(reference, swapped_tie) == {"views": 3, "agreeing": 3, "passed": True}
-    assert archive_precision.agreement(reference, swapped_decided) == {
-        "views": 3,
-        "agreeing": 2,
-        "passed": False,
-    }
+    unsure = archive_precision.agreement(reference, unsure_changed)
+    changed = archive_precision.agreement(reference, recognised_changed)
+    untrained = archive_precision.agreement(torch.zeros(4, 10), recognised_changed)
+
+    assert unsure == {"views": 3, "agreeing": 3, "passed": True}
+    assert changed == {"views": 3, "agreeing": 2, "passed": False}
+    assert untrained == {"views": 0, "agreeing": 0, "passed": True}
 
 
 def test_timing_interleaves_the_candidates() -> None:
