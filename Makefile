@@ -5,8 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 # `make run` serves resnet50.mar: fp32 compiled ahead of time (the same answers as eager, compiled speed from
-# the worker's start). FAST=1 serves resnet50-fast.mar: the fastest precision this CPU supports (bf16 where it
-# computes bf16 natively, else int8 where it has VNNI), compiled too. Workers and threads follow the cores.
+# the worker's start). FAST=1 serves resnet50-fast.mar: the fastest precision this CPU runs that answers like
+# fp32 (bf16, int8 or fp32, timed at build), compiled too. Workers and threads follow the cores.
 ifeq ($(FAST),1)
 ARCHIVE ?= model_store/resnet50-fast.mar
 ARCHIVE_FLAGS ?= --precision auto --aot

@@ -1,4 +1,4 @@
-"""Compiling the served model at archive build: int8 quantization and AOTInductor packages.
+"""Compiling the served model at archive build into AOTInductor packages, and ``--precision auto``.
 
 ``aot_package`` exports the served network (``classifier_model.ServedModel``: uint8 NHWC batch in, logits
 out) with a dynamic batch dimension up to TorchServe's batchSize, and compiles it ahead of time with
@@ -7,33 +7,33 @@ are frozen into the package (conv+BN folded, oneDNN prepacked layouts), so the p
 with the instruction set it was built on: the builder records the CPU's flags next to it.
 
 Precisions: ``fp32`` compiles the network as is; ``bf16`` compiles it under bf16 autocast; ``int8`` first
-quantizes it statically with PyTorch 2 export quantization (torchao's ``X86InductorQuantizer``: int8
-activations per tensor, int8 weights per channel; depthwise convolutions stay fp32), calibrated on
-``calibration_batch`` (the photos in ``calibration/``), then compiles the quantized graph, which inductor
-lowers to oneDNN's int8 kernels (VNNI, AMX).
+quantizes it statically (``archive_quantize``), then compiles the quantized graph, which inductor lowers to
+oneDNN's int8 kernels. ``auto`` compiles every candidate this CPU supports, checks and times them, and
+keeps the fastest that matches fp32 (``archive_precision``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
+import archive_precision
+from archive_quantize import (
+    CALIBRATION_DIR,
+    calibration_batch,
+    export,
+    has_int8_dot_products,
+    quantize_int8,
+)
 from classifier_cpu import best_precision, cpu_flags, isa_flags
-from classifier_image import resize_crop
 from classifier_model import ServedModel
 
 log = logging.getLogger("build_archive")
-
-CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-CALIBRATION_VIEWS = 8  # crops per calibration image: scale and position vary, every other one mirrored
-CALIBRATION_CHUNK = 8  # images per calibration forward pass
 
 
 class AutocastBF16(torch.nn.Module):
@@ -49,80 +49,14 @@ class AutocastBF16(torch.nn.Module):
         return logits.float()
 
 
-def calibration_batch(
-    folder: Path, resize: int, crop: int, seed: int = 0, views: int = CALIBRATION_VIEWS
-) -> torch.Tensor:
-    """The photos in ``folder`` as an NHWC uint8 batch of ``views`` random crops each (seeded), the handler's
-    resize and center crop applied to every crop: what the served model sees, with more variety."""
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise ValueError(f"no calibration images in {folder}")
-    rng = np.random.default_rng(seed)
-    pixels = []
-    for path in paths:
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
-        for view in range(views):
-            pixels.append(resize_crop(random_view(image, rng, mirrored=view % 2 == 1), resize, crop))
-    return torch.from_numpy(np.stack(pixels))
-
-
-def random_view(image: Image.Image, rng: np.random.Generator, mirrored: bool) -> Image.Image:
-    """A crop of 50-100 % of each side at a random position, mirrored when asked."""
-    width, height = image.size
-    scale = rng.uniform(0.5, 1.0)
-    w, h = max(1, int(width * scale)), max(1, int(height * scale))
-    left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
-    view = image.crop((left, top, left + w, top + h))
-    return view.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else view
-
-
-def export(model: torch.nn.Module, example: torch.Tensor, max_batch: int) -> torch.export.ExportedProgram:
-    """torch.export with the batch dimension dynamic from 1 to ``max_batch``."""
-    batch = torch.export.Dim("batch", min=1, max=max(2, max_batch))
-    return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-
-
-def quantize_int8(model: ServedModel, calibration: torch.Tensor, max_batch: int) -> torch.nn.Module:
-    """Static int8 post-training quantization (PT2E, X86 inductor quantizer) calibrated on ``calibration``.
-
-    The result runs in eager mode with quantize/dequantize ops around float ops (slow; numerically what the
-    int8 kernels compute); compile it (``aot_package``) for speed.
-    """
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
-    for name in depthwise_convs(model):
-        quantizer.set_module_name_qconfig(name, None)
-    example = calibration[: min(2, len(calibration))]
-    prepared = prepare_pt2e(export(model, example, max_batch).module(), quantizer)
-    with torch.no_grad():
-        for start in range(0, len(calibration), CALIBRATION_CHUNK):
-            prepared(calibration[start : start + CALIBRATION_CHUNK])
-    return convert_pt2e(prepared)
-
-
-def depthwise_convs(model: torch.nn.Module) -> list[str]:
-    """The depthwise convolutions' names. They stay fp32 in an int8 model: one filter per channel sees a
-    single channel's range, which a per-tensor int8 activation scale fits badly (on EfficientNet-Lite0 the
-    logits' error halves when they stay float); they are a small share of the work."""
-    return [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
-    ]
-
-
 def served_for(
-    model: ServedModel, precision: str, calibration: torch.Tensor | None, max_batch: int
+    model: ServedModel, precision: str, calibration: torch.Tensor | None, max_batch: int, reduce_range: bool
 ) -> torch.nn.Module:
     """The module to compile for ``precision``."""
     if precision == "int8":
         if calibration is None:
             raise ValueError("int8 needs calibration images")
-        return quantize_int8(model, calibration, max_batch)
+        return quantize_int8(model, calibration, max_batch, reduce_range)
     if precision == "bf16":
         return AutocastBF16(model).eval()
     return model
@@ -135,12 +69,13 @@ def aot_package(
     crop: int,
     path: Path,
     calibration: torch.Tensor | None = None,
+    reduce_range: bool = False,
 ) -> Path:
     """Compile the served model for ``precision`` with AOTInductor into the package ``path``."""
     import torch._inductor.config as inductor_config
 
-    module = served_for(model, precision, calibration, max_batch)
-    example = torch.zeros(min(2, max(2, max_batch)), crop, crop, 3, dtype=torch.uint8)
+    module = served_for(model, precision, calibration, max_batch, reduce_range)
+    example = torch.zeros(2, crop, crop, 3, dtype=torch.uint8)
     with torch.no_grad():
         program = export(module, example, max_batch)
         # Freezing folds the weights into the graph: conv+BN folding and oneDNN's prepacked layouts.
@@ -156,20 +91,30 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--aot",
         action="store_true",
         help="compile the model ahead of time (AOTInductor) into the archive: compiled speed from the "
-        "worker's start, on CPUs with this one's instruction set (else it serves eager); int8 always is",
+        "worker's start, on CPUs with this one's instruction set (else it serves eager); int8 and auto "
+        "always are",
+    )
+    parser.add_argument(
+        "--auto-by",
+        choices=("timing", "flags"),
+        default="timing",
+        help="how --precision auto decides: timing (compile, check and time every precision this CPU "
+        "supports; the fastest that matches fp32 wins) or flags (bf16 with native bf16, else int8 with "
+        "VNNI, else fp32; nothing timed) (%(default)s)",
     )
     parser.add_argument(
         "--calibration",
         type=Path,
         default=CALIBRATION_DIR,
-        help="folder of photos that calibrate int8 quantization (%(default)s)",
+        help="folder of photos that calibrate int8 quantization and check auto's candidates (%(default)s)",
     )
 
 
-def resolve_precision(requested: str, flags: set[str]) -> tuple[str, str]:
-    """``--precision`` as built: ``auto`` becomes the fastest one this CPU supports (``best_precision``)."""
+def resolve_precision(requested: str, flags: set[str], auto_by: str = "flags") -> tuple[str, str]:
+    """``--precision`` as built: ``auto`` by ``flags`` becomes ``best_precision``; ``auto`` by ``timing``
+    stays ``auto`` until ``compile_into`` has timed the candidates."""
     if requested == "auto":
-        return best_precision(flags)
+        return best_precision(flags) if auto_by == "flags" else ("auto", "timed at build")
     return requested, "asked for"
 
 
@@ -177,21 +122,77 @@ def compile_into(
     work: Path, cls: type[torch.nn.Module], state_dict: dict[str, torch.Tensor], args: argparse.Namespace,
     handler: dict[str, Any], max_batch: int,
 ) -> tuple[Path, dict[str, Any]]:  # fmt: skip
-    """Compile the model for ``handler["precision"]`` into ``work``; returns the package and what to record
-    in build_info.json. Fills ``handler``'s ``aot_package`` and ``aot_isa``."""
+    """Compile the model for ``handler["precision"]`` into ``work`` (``auto``: the fastest candidate that
+    passes the check); returns the package and what to record in build_info.json. Fills ``handler``'s
+    ``precision`` (what ``auto`` chose), ``aot_package`` and ``aot_isa``."""
     net = cls()
     net.load_state_dict(state_dict)
     model = ServedModel(net.eval(), handler["mean"], handler["std"], channels_last=True).eval()
     model = model.to(memory_format=torch.channels_last)
-    precision, crop = handler["precision"], handler["crop_size"]
+    precision, crop, resize = handler["precision"], handler["crop_size"], handler["resize_size"]
+    flags = cpu_flags()
+    reduce_range = not has_int8_dot_products(flags)
     calibration = None
-    if precision == "int8":
-        calibration = calibration_batch(args.calibration, handler["resize_size"], crop, seed=args.seed)
-    path = work / f"{args.arch}-{precision}.pt2"
-    aot_package(model, precision, max_batch, crop, path, calibration)
-    flags = isa_flags(cpu_flags())
-    handler["aot_package"], handler["aot_isa"] = path.name, flags
-    info: dict[str, Any] = {"file": path.name, "precision": precision, "cpu_flags": flags}
-    if calibration is not None:
+    if precision in ("int8", "auto"):
+        calibration = calibration_batch(args.calibration, resize, crop, seed=args.seed)
+
+    def compile_as(candidate: str) -> Path:
+        path = work / f"{args.arch}-{candidate}.pt2"
+        return aot_package(model, candidate, max_batch, crop, path, calibration, reduce_range)
+
+    info: dict[str, Any] = {}
+    if precision == "auto":
+        check = calibration_batch(
+            args.calibration, resize, crop, seed=args.seed + 1, views=archive_precision.CHECK_VIEWS
+        )
+        precision, info["choice"] = fastest(model, compile_as, check, max_batch, flags)
+        handler["precision"] = precision
+        path = work / f"{args.arch}-{precision}.pt2"
+    else:
+        path = compile_as(precision)
+    isa = isa_flags(flags)
+    handler["aot_package"], handler["aot_isa"] = path.name, isa
+    info.update({"file": path.name, "precision": precision, "cpu_flags": isa})
+    if precision == "int8" and calibration is not None:
         info["calibration"] = {"folder": str(args.calibration), "images": len(calibration)}
+        info["int8_activations"] = "7-bit (no VNNI/AMX)" if reduce_range else "8-bit"
     return path, info
+
+
+def fastest(
+    model: ServedModel, compile_as: Any, check: torch.Tensor, max_batch: int, flags: set[str]
+) -> tuple[str, dict[str, Any]]:
+    """Compile, check and time every candidate precision (``archive_precision``); the winner's package
+    stays in the build folder, the others are deleted. Returns the winner and the record of the choice."""
+    names, skipped = archive_precision.candidates(flags)
+    reference = archive_precision.logits(model, check, max_batch)
+    packages, checks, paths = {}, {}, {}
+    for name in names:
+        try:
+            paths[name] = compile_as(name)
+            packages[name] = torch._inductor.aoti_load_package(str(paths[name]))
+        except Exception as exc:  # a candidate that cannot compile here is left out, not the build
+            if name == "fp32":
+                raise
+            log.warning("auto: the %s candidate failed to compile: %s", name, exc)
+            skipped[name] = f"failed to compile: {exc}"
+            continue
+        candidate_logits = archive_precision.logits(packages[name], check, max_batch)
+        checks[name] = archive_precision.agreement(reference, candidate_logits)
+    batch = torch.cat([check] * math.ceil(max_batch / len(check)))[:max_batch].contiguous()
+    timings = archive_precision.time_models(packages, batch)
+    best, why = archive_precision.choose(timings, checks)
+    for name, path in paths.items():
+        if name != best:
+            path.unlink()
+    log.info("auto: %s, %s", best, why)
+    record = {
+        "why": why,
+        "batch_size": max_batch,
+        "threads": torch.get_num_threads(),
+        "candidates": {
+            name: {"ms_per_batch": round(timings[name], 2), "check": checks[name]} for name in timings
+        },
+        "left_out": skipped,
+    }
+    return best, record

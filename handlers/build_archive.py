@@ -132,7 +132,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=(*PRECISIONS, "auto"),
         default="fp32",
         help="inference precision (fp32); int8 is quantized and compiled ahead of time; auto: the fastest "
-        "this CPU supports (bf16 with native bf16, else int8 with VNNI, else fp32)",
+        "this CPU supports that matches fp32, timed at build (see --auto-by), compiled ahead of time",
     )
     archive_compile.add_options(p)
     p.add_argument(
@@ -154,8 +154,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-download", action="store_true", help="never try the network")
     p.add_argument("--force", action="store_true", help="overwrite an existing archive")
     args = p.parse_args(argv)
-    args.precision, args.precision_reason = archive_compile.resolve_precision(args.precision, cpu_flags())
-    args.aot = args.aot or args.precision == "int8"
+    args.precision, args.precision_reason = archive_compile.resolve_precision(
+        args.precision, cpu_flags(), args.auto_by
+    )
+    args.aot = args.aot or args.precision in ("int8", "auto")
     if args.startup_timeout is None:
         args.startup_timeout = 600 if args.compile else 120
     for name in (
@@ -245,7 +247,7 @@ def build(args: argparse.Namespace) -> BuildResult:
             "weights_source": weights.source,
             "trained": weights.trained,
             "weights_sha256": sha256_of(serialized),
-            "precision": {"built": args.precision, "why": args.precision_reason},
+            "precision": {"built": cfg["handler"]["precision"], "why": precision_why(args, compiled)},
             "aot": compiled,
             "torch": torch.__version__,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -258,6 +260,13 @@ def build(args: argparse.Namespace) -> BuildResult:
     return BuildResult(
         target, args.model_name, version, weights.source, weights.trained, time.perf_counter() - started, cfg
     )
+
+
+def precision_why(args: argparse.Namespace, compiled: dict[str, Any] | None) -> str:
+    """Why the archive has its precision: asked for, the CPU-flag rule, or auto's timing."""
+    if compiled and "choice" in compiled:
+        return str(compiled["choice"]["why"])
+    return str(args.precision_reason)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
