@@ -13,6 +13,9 @@ The recipe, each part measured on the pretrained EfficientNet-Lite0 against fp32
   weight error times the mean input; after ReLU6 the inputs are far from zero-mean, so the shift adds up
   through the blocks. Each quantized layer's bias absorbs it (Nagel et al., "Data-Free Quantization
   through Weight Equalization and Bias Correction"); on Lite0 it divides the logits' error by three;
+- ``nn.ReLU`` modules become ``torch.relu`` calls (``functional_relus``): the quantizer takes a module
+  called more than once (torchvision's Bottleneck calls one ReLU three times) for one pattern with several
+  outputs, and gives up;
 - on CPUs without int8 dot-product instructions (VNNI, AMX) activations keep 7 bits (``reduce_range``):
   their int8 kernels add pairs of uint8 x int8 products in 16 bits, which full-range activations overflow.
 """
@@ -160,6 +163,21 @@ def bias_corrected(model: ModuleT, names: list[str], calibration: torch.Tensor) 
     return model
 
 
+class FunctionalReLU(torch.nn.Module):
+    """``nn.ReLU`` as a plain ``torch.relu`` call: each call its own node for the quantizer's patterns."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x)
+
+
+def functional_relus(model: torch.nn.Module) -> None:
+    """Replace every ``nn.ReLU`` module of ``model`` (in place) with a ``FunctionalReLU``."""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.ReLU):
+                setattr(module, name, FunctionalReLU())
+
+
 def has_int8_dot_products(flags: Iterable[str]) -> bool:
     """Whether the CPU multiplies-and-adds int8 in 32 bits (VNNI, AMX) rather than in 16."""
     return bool(set(INT8_FLAGS) & set(flags))
@@ -176,6 +194,7 @@ def quantize_int8(
 
     kept = float_layers(model)
     corrected = bias_corrected(model, quantized_layers(model, kept), calibration)
+    functional_relus(corrected)
     quantizer = xiq.X86InductorQuantizer()
     quantizer.set_global(xiq.get_default_x86_inductor_quantization_config(reduce_range=reduce_range))
     for name in kept:

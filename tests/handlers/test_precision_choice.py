@@ -16,12 +16,15 @@ from archive_quantize import (
     bias_corrected,
     depthwise_convs,
     float_layers,
+    functional_relus,
     has_int8_dot_products,
+    quantize_int8,
     quantized_layers,
     weight_rounding_error,
 )
 from classifier_config import load_handler_config
 from classifier_cpu import best_precision, cpu_flags, isa_flags, missing_flags
+from classifier_model import ServedModel
 from tests.handlers.test_handler_unit import TINY_MODEL, class_names, make_context, make_model_dir, photo
 from tests.handlers.test_image_pipeline import encode
 
@@ -150,6 +153,33 @@ def test_int8_keeps_depthwise_and_image_convolutions_in_float() -> None:
     assert depthwise_convs(model) == ["1"]
     assert float_layers(model) == ["1", "0"]
     assert quantized_layers(model, float_layers(model)) == ["2", "4"]
+
+
+def test_int8_quantizes_a_model_that_calls_one_relu_module_several_times() -> None:
+    class SharedReLU(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2 = torch.nn.Conv2d(3, 8, 1), torch.nn.Conv2d(8, 8, 1)
+            self.relu = torch.nn.ReLU(inplace=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.relu(self.conv1(x))
+            return self.relu(self.conv2(y) + y)  # conv + add + the same ReLU: torchvision's Bottleneck
+
+    net = SharedReLU().eval()
+    model = ServedModel(net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), channels_last=True).eval()
+    calibration = torch.randint(
+        0, 256, (4, 8, 8, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+
+    quantized = quantize_int8(model, calibration, max_batch=8)
+
+    with torch.no_grad():
+        torch.testing.assert_close(quantized(calibration), model(calibration), atol=0.1, rtol=0.05)
+    copy = SharedReLU()
+    functional_relus(copy)
+    assert not any(isinstance(m, torch.nn.ReLU) for m in copy.modules())
+    assert isinstance(net.relu, torch.nn.ReLU)  # quantization works on a copy
 
 
 def test_int8_activations_keep_7_bits_without_int8_dot_products() -> None:
