@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -257,75 +256,3 @@ def run_target(
             )
             cells.append(cell)
     return {"preflight": checks, "cells": cells}
-
-
-def paired_p50_difference(
-    base: Target, other: Target, image: BenchImage, rounds: int, seconds: float, work: Path
-) -> dict[str, Any]:
-    """p50 of ``other`` minus p50 of ``base`` at 1 client, measured in alternating short runs.
-
-    The separate cells of ``base`` and ``other`` are minutes apart, and TorchServe's own c=1 latency drifts
-    by a few ms over that time, as much as the difference to be measured. Alternating A, B, A, B... and
-    taking the median of the per-round differences cancels that drift.
-    """
-    plan = CellPlan(duration_s={1: seconds}, warmup_s=1.0, gate=QuietGate(max_wait_s=0.0, budget_s=0.0))
-    specs = {t.path: write_spec(t, image, 1, plan, work / f"paired_{t.path}") for t in (base, other)}
-    rounds_out = []
-    try:
-        for _ in range(rounds):
-            p50s = {path: run_loadgen(spec)["latency_ms"]["p50"] for path, spec in specs.items()}
-            rounds_out.append({**p50s, "diff": p50s[other.path] - p50s[base.path]})
-    finally:
-        for spec in specs.values():
-            spec.with_suffix(".body").unlink(missing_ok=True)
-    return {
-        "base": base.path,
-        "other": other.path,
-        "image": image.key,
-        "rounds": rounds_out,
-        "seconds_per_run": seconds,
-        "median_diff_ms": statistics.median(r["diff"] for r in rounds_out),
-    }
-
-
-def paired_throughput_ratio(
-    base: Target,
-    other: Target,
-    image: BenchImage,
-    concurrency: int,
-    rounds: int,
-    seconds: float,
-    work: Path,
-) -> dict[str, Any]:
-    """Throughput of ``other`` over ``base`` at ``concurrency`` clients, from alternating short runs.
-
-    (d) sits in front of (c)'s TorchServe, and their cells are minutes apart; TorchServe's own throughput
-    drifts over minutes by more than the few percent the API costs. Alternating B, A, B, A... on the same
-    server and taking the median of the per-round ratios cancels that drift, as ``paired_p50_difference``
-    does for latency.
-    """
-    plan = CellPlan(
-        duration_s={concurrency: seconds}, warmup_s=1.0, gate=QuietGate(max_wait_s=0.0, budget_s=0.0)
-    )
-    specs = {
-        t.path: write_spec(t, image, concurrency, plan, work / f"paired_{t.path}_c{concurrency}")
-        for t in (base, other)
-    }
-    rounds_out = []
-    try:
-        for _ in range(rounds):
-            rates = {path: run_loadgen(spec)["throughput_rps"] for path, spec in specs.items()}
-            ratio = rates[other.path] / rates[base.path] if rates[base.path] else float("nan")
-            rounds_out.append({**rates, "ratio": ratio})
-    finally:
-        for spec in specs.values():
-            spec.with_suffix(".body").unlink(missing_ok=True)
-    return {
-        "base": base.path,
-        "other": other.path,
-        "image": image.key,
-        "concurrency": concurrency,
-        "rounds": rounds_out,
-        "seconds_per_run": seconds,
-        "median_ratio": statistics.median(r["ratio"] for r in rounds_out),
-    }

@@ -20,12 +20,11 @@ from typing import Any
 from bench import process_cpu
 from bench.checks import finalize
 from bench.images import bench_images
+from bench.paired_runs import paired_p50_difference, paired_throughput_ratio
 from bench.runner import (
     CellPlan,
     QuietGate,
     Target,
-    paired_p50_difference,
-    paired_throughput_ratio,
     run_target,
 )
 from bench.torchserve import (
