@@ -88,6 +88,13 @@ RATIO_CHECKS: list[tuple[str, float | None, tuple[str, str, str], tuple[str, str
     ("(d)/(c) small JPEG, c=8, fp32, from the cells", None, ("d", "fp32", "small"), ("c", "fp32", "small")),
     ("(d)/(c) 12 MP JPEG, c=8, fp32, from the cells", None, ("d", "fp32", "12mp"), ("c", "fp32", "12mp")),
     ("(a) bf16/fp32, model alone", None, ("a", "bf16", ""), ("a", "fp32", "")),
+    # How far (d)/(b) can go in fp32: the fastest fp32 runtime, model alone, no decode, API or server.
+    (
+        "(a) ONNX Runtime fp32/(b) small JPEG, c=8",
+        None,
+        ("a", "onnxruntime fp32", ""),
+        ("b", "fp32", "small"),
+    ),
     ("(a) OpenVINO bf16/PyTorch bf16, model alone", None, ("a", "openvino bf16", ""), ("a", "bf16", "")),
 ]
 # The full stack against TorchServe direct, from alternating runs on the same server (``paired_ratio``).
