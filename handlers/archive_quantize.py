@@ -201,7 +201,8 @@ def quantize_int8(
         quantizer.set_module_name_qconfig(name, None)
     example = calibration[: min(2, len(calibration))]
     prepared = prepare_pt2e(export(corrected, example, max_batch).module(), quantizer)
+    chunk = min(CALIBRATION_CHUNK, max(2, max_batch))  # the exported graph takes at most max_batch
     with torch.no_grad():
-        for start in range(0, len(calibration), CALIBRATION_CHUNK):
-            prepared(calibration[start : start + CALIBRATION_CHUNK])
+        for start in range(0, len(calibration), chunk):
+            prepared(calibration[start : start + chunk])
     return convert_pt2e(prepared)

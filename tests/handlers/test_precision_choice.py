@@ -182,6 +182,19 @@ def test_int8_quantizes_a_model_that_calls_one_relu_module_several_times() -> No
     assert isinstance(net.relu, torch.nn.ReLU)  # quantization works on a copy
 
 
+def test_int8_calibrates_in_batches_no_larger_than_the_served_one() -> None:
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1)).eval()
+    model = ServedModel(net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), channels_last=True).eval()
+    calibration = torch.randint(
+        0, 256, (11, 8, 8, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+
+    quantized = quantize_int8(model, calibration, max_batch=4)  # TorchServe's batchSize below the chunk
+
+    with torch.no_grad():
+        torch.testing.assert_close(quantized(calibration[:4]), model(calibration[:4]), atol=0.1, rtol=0.05)
+
+
 def test_int8_activations_keep_7_bits_without_int8_dot_products() -> None:
     assert has_int8_dot_products(CASCADE_LAKE) and has_int8_dot_products(SAPPHIRE_RAPIDS)
     assert not has_int8_dot_products(HASWELL)
