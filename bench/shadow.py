@@ -17,6 +17,7 @@ import argparse
 import json
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from typing import Any
 
 import requests
 
+from bench import machine
 from bench.api import api_target, multipart_body, start_api
 from bench.images import small_jpeg
 from bench.runner import CellPlan, QuietGate, run_loadgen, write_spec
@@ -109,7 +111,12 @@ def main(argv: list[str] | None = None) -> int:
             shadowed = shadow_rows(database)
     off_p50 = statistics.median(r["off"] for r in rounds)
     slowdown = statistics.median(r["diff"] for r in rounds) / off_p50
+    host = machine.describe()
     result = {
+        "command": " ".join(["python -m bench.shadow", *(argv if argv is not None else sys.argv[1:])]),
+        "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu_kind": machine.cpu_kind(host["cpu"], host["isa_flags"]),
+        "machine": host,
         "image": image.key,
         "rounds": rounds,
         "seconds_per_run": args.seconds,
