@@ -72,9 +72,15 @@ def random_view(image: Image.Image, rng: np.random.Generator, mirrored: bool) ->
     return view.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else view
 
 
+def exported_batch_limit(max_batch: int) -> int:
+    """The largest batch ``export``'s graph takes for ``max_batch``: at least 2, since torch.export
+    specializes a dynamic dimension that can only be 1."""
+    return max(2, max_batch)
+
+
 def export(model: torch.nn.Module, example: torch.Tensor, max_batch: int) -> torch.export.ExportedProgram:
-    """torch.export with the batch dimension dynamic from 1 to ``max_batch``."""
-    batch = torch.export.Dim("batch", min=1, max=max(2, max_batch))
+    """torch.export with the batch dimension dynamic from 1 to ``exported_batch_limit(max_batch)``."""
+    batch = torch.export.Dim("batch", min=1, max=exported_batch_limit(max_batch))
     return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
 
 
@@ -201,7 +207,7 @@ def quantize_int8(
         quantizer.set_module_name_qconfig(name, None)
     example = calibration[: min(2, len(calibration))]
     prepared = prepare_pt2e(export(corrected, example, max_batch).module(), quantizer)
-    chunk = min(CALIBRATION_CHUNK, max(2, max_batch))  # the exported graph takes at most max_batch
+    chunk = min(CALIBRATION_CHUNK, exported_batch_limit(max_batch))
     with torch.no_grad():
         for start in range(0, len(calibration), chunk):
             prepared(calibration[start : start + chunk])
