@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import signal
 import sys
@@ -124,12 +123,11 @@ def apply_thread_knobs(args: argparse.Namespace) -> dict[str, str]:
 def meta(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     """When, how and on what the run measured."""
     images = {im.key: {"label": im.label, "bytes": len(im.data)} for im in bench_images()}
-    command = ["python -m bench", shlex.join(argv if argv is not None else sys.argv[1:])]
     return {
         "started_at": time.strftime("%Y-%m-%d %H:%M %Z"),
         "mode": run_mode(args),
         "steps": args.steps,
-        "command": " ".join(command).strip(),
+        "command": machine.command_line("bench", argv),
         **machine.describe(),
         "images": images,
         "durations_s": {

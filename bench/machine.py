@@ -1,5 +1,5 @@
-"""What a run measured on: the CPU model, its cores, and the instruction-set extensions that decide how fast
-the model runs (AVX-512 VNNI and BF16, AMX), with the software versions.
+"""How a run was started, and what it measured on: the CPU model, its cores, and the instruction-set
+extensions that decide how fast the model runs (AVX-512 VNNI and BF16, AMX), with the software versions.
 
 bf16 only pays off where the CPU computes in it natively (``avx512_bf16``, or AMX's ``amx_bf16``); without
 them PyTorch emulates it and the ``fast`` archive gains little. Every run records these, so its numbers can
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,13 @@ def cpu_kind(cpu: str, flags: dict[str, bool] | None) -> str:
     else:
         path = "avx2" if flags.get("avx2") else "baseline"
     return f"{maker}-{vendor}-{path}"
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """``python -m <module>`` with the run's arguments (the process's own when ``argv`` is None), quoted as
+    a shell would need them."""
+    args = shlex.join(sys.argv[1:] if argv is None else argv)
+    return f"python -m {module} {args}".strip()
 
 
 def describe() -> dict[str, Any]:

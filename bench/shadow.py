@@ -17,7 +17,6 @@ import argparse
 import json
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     slowdown = statistics.median(r["diff"] for r in rounds) / off_p50
     host = machine.describe()
     result = {
-        "command": " ".join(["python -m bench.shadow", *(argv if argv is not None else sys.argv[1:])]),
+        "command": machine.command_line("bench.shadow", argv),
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu_kind": machine.cpu_kind(host["cpu"], host["isa_flags"]),
         "machine": host,
