@@ -57,7 +57,7 @@ class _Account(NamedTuple):
     token_version: int
 
 
-# Four columns by primary key, without the ORM: the check runs on every authenticated request.
+# Five columns by primary key, without the ORM: the check runs on every authenticated request.
 _ACCOUNT = sa.select(
     User.__table__.c.id,
     User.__table__.c.username,
